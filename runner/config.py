@@ -1,0 +1,337 @@
+"""Typed, validated experiment configuration.
+
+Hydra composes plain YAML from conf/; this module turns the composed tree into frozen dataclasses,
+checking every value's type and range and naming the key, the value and what is allowed when one
+is wrong. We validate here rather than with ConfigStore schemas because each group's options have
+different knobs and the error has to be a single readable line (Hydra's own is several lines
+plus a hint). conf/<group>/ mirrors the dataclass of the same name below.
+
+Numeric knobs that training reads are traced (see runner.spec); everything that changes the shape
+of the program (names, sizes, on/off switches) is static.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+
+class ConfigError(ValueError):
+    """A bad setting: the message is one line naming the key, the value and what is allowed."""
+
+
+def knob(default, *, gt=None, ge=None, lt=None, le=None, choices=None, doc=""):
+    meta = dict(gt=gt, ge=ge, lt=lt, le=le, choices=choices, doc=doc)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d", "moons", "circles",
+            "spirals", "prices", "csv", "npz", "idx")
+TASKS = ("auto", "classification", "binary", "regression", "log_regression")
+PREPROCESSING = ("none", "center", "standardize", "pca", "whiten")
+ARCHS = ("mlp", "resmlp", "cnn")
+HEADS = ("auto", "softmax", "sigmoid", "linear", "log_linear")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "gelu",
+               "swish", "silu", "softplus", "maxout", "identity")
+INITS = ("auto", "zeros", "constant", "normal", "uniform", "glorot_normal", "glorot_uniform",
+         "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "kaiming_normal",
+         "kaiming_uniform", "lecun_normal", "lecun_uniform", "orthogonal")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "nadam",
+              "adamw")
+SCHEDULES = ("constant", "step", "time_based", "exponential", "piecewise", "cyclic", "cosine")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = knob("digits", choices=DATASETS)
+    task: str = knob("auto", choices=TASKS, doc="auto: the dataset's own task")
+    path: Optional[str] = knob(None, doc="file or folder for csv, npz and idx")
+    target: Optional[str] = knob(None, doc="csv: name of the target column")
+    n_samples: int = knob(1000, ge=10, doc="generated sets: examples to draw")
+    noise: float = knob(0.1, ge=0, doc="generated sets: noise level")
+    val_fraction: float = knob(0.15, ge=0, lt=1)
+    test_fraction: float = knob(0.15, ge=0, lt=1)
+    split_seed: int = knob(0, ge=0, doc="seed of the train/val/test split (fixed across seeds)")
+    preprocessing: str = knob("standardize", choices=PREPROCESSING)
+    max_samples: Optional[int] = knob(None, ge=10, doc="keep at most this many examples")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = knob("mlp", choices=ARCHS)
+    depth: int = knob(2, ge=1, doc="hidden layers (cnn: convolution layers)")
+    width: int = knob(128, ge=1, doc="units per hidden layer (cnn: channels)")
+    widths: Optional[list] = knob(None, doc="per-layer widths, overrides depth and width")
+    head: str = knob("auto", choices=HEADS, doc="auto: follows the dataset's task")
+    kernel_size: int = knob(3, ge=1, doc="cnn: kernel size")
+    pool: int = knob(2, ge=1, doc="cnn: max-pool window after each conv (1: none)")
+    conv_dim: str = knob("auto", choices=("auto", "1", "2"), doc="cnn: 1-D or 2-D convolutions")
+
+    @property
+    def hidden(self) -> tuple:
+        return tuple(self.widths) if self.widths is not None else (self.width,) * self.depth
+
+
+@dataclass(frozen=True)
+class ActivationConfig:
+    name: str = knob("relu", choices=ACTIVATIONS)
+    negative_slope: float = knob(0.01, ge=0, doc="leaky_relu slope; prelu initial slope")
+    alpha: float = knob(1.0, gt=0, doc="elu alpha")
+    per_unit: bool = knob(True, doc="prelu: one learned slope per unit (false: one shared)")
+    lower: float = knob(1 / 8, ge=0, doc="rrelu: lower bound of the random slope")
+    upper: float = knob(1 / 3, ge=0, doc="rrelu: upper bound of the random slope")
+    k: int = knob(2, ge=2, doc="maxout: pieces per unit")
+
+
+@dataclass(frozen=True)
+class InitConfig:
+    name: str = knob("auto", choices=INITS)
+    std: float = knob(0.01, gt=0, doc="normal: standard deviation")
+    limit: float = knob(0.05, gt=0, doc="uniform: samples from [-limit, limit)")
+    value: float = knob(0.0, doc="constant: the value")
+    gain: float = knob(1.0, gt=0, doc="orthogonal: scale")
+    bias: float = knob(0.0, doc="constant value for every bias")
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = knob("adam", choices=OPTIMIZERS)
+    lr: float = knob(1e-3, gt=0)
+    momentum: float = knob(0.9, ge=0, lt=1, doc="momentum, nesterov, rmsprop")
+    b1: float = knob(0.9, ge=0, lt=1)
+    b2: float = knob(0.999, ge=0, lt=1)
+    eps: float = knob(1e-8, gt=0)
+    rho: float = knob(0.9, ge=0, lt=1, doc="adadelta decay")
+    decay: float = knob(0.9, ge=0, lt=1, doc="rmsprop decay of the squared-gradient average")
+    centered: bool = knob(False, doc="rmsprop: divide by the variance, not the raw 2nd moment")
+    initial_accumulator_value: float = knob(0.1, ge=0, doc="adagrad")
+    weight_decay: float = knob(1e-4, ge=0, doc="adamw decoupled weight decay")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    name: str = knob("constant", choices=SCHEDULES)
+    unit: str = knob("epoch", choices=("epoch", "iteration"), doc="what t counts")
+    staircase: bool = knob(True, doc="epoch unit: t = whole epochs done (false: fractional)")
+    every: int = knob(10, ge=1, doc="step: decay every this many units")
+    factor: float = knob(0.5, gt=0, le=1, doc="step: multiply by this at each decay")
+    k: float = knob(0.1, ge=0, doc="time_based and exponential: decay constant")
+    boundaries: list = knob([], doc="piecewise: units at which the factor changes")
+    factors: list = knob([], doc="piecewise: lr multiplier from each boundary on")
+    base_lr: Optional[float] = knob(None, gt=0, doc="cyclic: lower bound (default lr/10)")
+    max_lr: Optional[float] = knob(None, gt=0, doc="cyclic: upper bound (default optimizer.lr)")
+    step_size: float = knob(2.0, gt=0, doc="cyclic: units from one bound to the other")
+    policy: str = knob("triangular", choices=("triangular", "triangular2", "exp_range"))
+    window: str = knob("triangular", choices=("triangular", "welch", "hann"))
+    gamma: float = knob(0.99994, gt=0, le=1, doc="cyclic exp_range: amplitude x gamma**iteration")
+    decay_steps: Optional[float] = knob(None, gt=0, doc="cosine: units to decay over (default: the run)")
+    final_fraction: float = knob(0.0, ge=0, le=1, doc="cosine: final lr as a fraction of lr")
+    warmup: float = knob(0.0, ge=0, doc="linear warmup length in units (0: none)")
+    warmup_start: float = knob(0.0, ge=0, lt=1, doc="warmup starts at this fraction of the lr")
+
+
+@dataclass(frozen=True)
+class RegularizationConfig:
+    l2: float = knob(0.0, ge=0, doc="penalty l2/2 * sum(w^2) added to the loss")
+    l1: float = knob(0.0, ge=0, doc="penalty l1 * sum(|w|) added to the loss")
+    weight_decay: float = knob(0.0, ge=0, doc="decoupled: w -= lr * weight_decay * w each step")
+    penalize_bias_and_norm: bool = knob(False, doc="also penalize biases and batch-norm params")
+    dropout: float = knob(0.0, ge=0, lt=1, doc="inverted dropout rate after each hidden layer")
+    dropout_layers: Optional[list] = knob(None, doc="per hidden layer rates, overrides dropout")
+    batchnorm: bool = knob(False)
+    batchnorm_position: str = knob("before", choices=("before", "after"),
+                                   doc="before or after the nonlinearity")
+    batchnorm_momentum: float = knob(0.99, ge=0, lt=1, doc="running-average momentum")
+    batchnorm_eps: float = knob(1e-5, gt=0)
+    clip_norm: Optional[float] = knob(None, gt=0, doc="clip gradients to this global norm")
+    clip_value: Optional[float] = knob(None, gt=0, doc="clip each gradient entry to +-value")
+    early_stopping: bool = knob(False)
+    patience: int = knob(10, ge=0, doc="epochs without improvement before stopping")
+    min_delta: float = knob(0.0, ge=0, doc="smallest change that counts as improvement")
+    restore_best: bool = knob(True, doc="evaluate the best epoch's weights at the end")
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    epochs: int = knob(20, ge=1)
+    batch_size: Union[int, str] = knob(64, ge=1, doc="examples per update, or 'full'")
+    drop_last: bool = knob(False, doc="drop the last partial batch of each epoch")
+    monitor: str = knob("auto", choices=("auto", "val_loss", "val_acc", "val_rmse"),
+                        doc="auto: val_acc for classification, val_loss otherwise")
+    mode: str = knob("auto", choices=("auto", "min", "max"))
+    progress: bool = knob(True, doc="show the live progress display")
+    plot: bool = knob(True, doc="draw curves.png")
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    seed: int = knob(0, ge=0)
+    name: str = knob("run", doc="a label for this experiment")
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation: plain dict/DictConfig -> Config
+
+def _fmt(v) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def _describe(meta) -> str:
+    parts = []
+    for key, sym in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<=")):
+        if meta.get(key) is not None:
+            parts.append(f"{sym} {meta[key]:g}")
+    return " and ".join(parts)
+
+
+def _coerce(value, typ, meta, key):
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin is Union and type(None) in args:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, meta, key)
+    if origin is Union:  # int | str: only trainer.batch_size, which also takes 'full'
+        if isinstance(value, str):
+            if value == "full":
+                return value
+            raise ConfigError(f"{key}={_fmt(value)}: expected an integer "
+                              f"{_describe(meta)} or 'full'")
+        return _coerce(value, int, meta, key)
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}={_fmt(value)}: expected true or false")
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                rng = _describe(meta)
+                raise ConfigError(f"{key}={_fmt(value)}: expected an integer"
+                                  + (f" {rng}" if rng else ""))
+        return _check_range(value, meta, key, "an integer")
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            rng = _describe(meta)
+            raise ConfigError(f"{key}={_fmt(value)}: expected a number" + (f" {rng}" if rng else ""))
+        value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}={value}: expected a finite number")
+        return _check_range(value, meta, key, "a number")
+    if typ is str:
+        if not isinstance(value, str):
+            value = str(value)  # Hydra parses conv_dim=1 as an int
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}={_fmt(value)}: unknown; choose one of {', '.join(choices)}")
+        return value
+    if typ is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={_fmt(value)}: expected a list such as [1, 2]")
+        return list(value)
+    raise TypeError(f"unsupported type {typ} for {key}")
+
+
+def _check_range(value, meta, key, what):
+    ok = ((meta.get("gt") is None or value > meta["gt"])
+          and (meta.get("ge") is None or value >= meta["ge"])
+          and (meta.get("lt") is None or value < meta["lt"])
+          and (meta.get("le") is None or value <= meta["le"]))
+    if not ok:
+        raise ConfigError(f"{key}={value}: out of range; expected {what} {_describe(meta)}")
+    return value
+
+
+def _build(cls, node, prefix):
+    if not isinstance(node, dict):
+        raise ConfigError(f"{prefix}={_fmt(node)}: expected a group of settings")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(node) - set(fields))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}: no such setting; {prefix} has "
+                          + ", ".join(sorted(fields)))
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in node:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        typ = hints[name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[name] = _build(typ, node[name], key)
+        else:
+            kwargs[name] = _coerce(node[name], typ, f.metadata, key)
+    return cls(**kwargs)
+
+
+def _list_of(values, key, typ, *, gt=None, ge=None, lt=None):
+    meta = dict(gt=gt, ge=ge, lt=lt)
+    return [_coerce(v, typ, meta, f"{key}[{i}]") for i, v in enumerate(values)]
+
+
+def validate(node) -> Config:
+    """Check a composed config (DictConfig or dict) and return the typed Config."""
+    try:
+        from omegaconf import DictConfig, OmegaConf
+        if isinstance(node, DictConfig):
+            node = OmegaConf.to_container(node, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf is a dependency
+        pass
+    node = {k: v for k, v in node.items() if k != "hydra"}
+    cfg = _build(Config, node, "")
+    _cross_checks(cfg)
+    return cfg
+
+
+def _cross_checks(cfg: Config) -> None:
+    d, m, r, s = cfg.data, cfg.model, cfg.regularization, cfg.schedule
+    if d.val_fraction + d.test_fraction >= 1:
+        raise ConfigError(f"data.val_fraction + data.test_fraction = "
+                          f"{d.val_fraction + d.test_fraction:g}: must be < 1")
+    if d.name in ("csv", "npz", "idx") and not d.path:
+        raise ConfigError(f"data.path=null: data={d.name} needs a file or folder path")
+    if d.name == "csv" and not d.target:
+        raise ConfigError("data.target=null: data=csv needs the name of the target column")
+    if m.widths is not None:
+        if len(m.widths) == 0:
+            raise ConfigError("model.widths=[]: expected a non-empty list of positive integers")
+        _list_of(m.widths, "model.widths", int, ge=1)
+    if r.dropout_layers is not None:
+        _list_of(r.dropout_layers, "regularization.dropout_layers", float, ge=0, lt=1)
+        if len(r.dropout_layers) != len(m.hidden):
+            raise ConfigError(f"regularization.dropout_layers={r.dropout_layers}: needs one rate "
+                              f"per hidden layer ({len(m.hidden)})")
+    if s.name == "piecewise":
+        b = _list_of(s.boundaries, "schedule.boundaries", float, gt=0)
+        _list_of(s.factors, "schedule.factors", float, gt=0)
+        if len(b) != len(s.factors):
+            raise ConfigError(f"schedule.factors={s.factors}: needs one factor per boundary "
+                              f"({len(b)})")
+        if any(b2 <= b1 for b1, b2 in zip(b, b[1:])):
+            raise ConfigError(f"schedule.boundaries={s.boundaries}: must increase")
+    if s.name == "cyclic":
+        hi = s.max_lr if s.max_lr is not None else cfg.optimizer.lr
+        lo = s.base_lr if s.base_lr is not None else hi / 10
+        if lo >= hi:
+            raise ConfigError(f"schedule.base_lr={lo:g}: must be below max_lr={hi:g}")
+    if cfg.activation.lower > cfg.activation.upper:
+        raise ConfigError(f"activation.lower={cfg.activation.lower:g}: must be <= "
+                          f"activation.upper={cfg.activation.upper:g}")
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
