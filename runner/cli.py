@@ -1,0 +1,154 @@
+"""The `runner` command: Hydra parses the command line and composes conf/; the task function
+validates, trains and writes the run directory. Errors become one line on stderr and exit code 2
+(a traceback only with --debug or HYDRA_FULL_ERROR=1)."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from runner.help import conf_dir, register_resolver
+
+EXIT_ERROR = 2
+
+
+def _cleanup(run_dir: Path) -> None:
+    """A run refused before training leaves nothing behind that could look like a result."""
+    try:
+        if run_dir.is_dir() and set(os.listdir(run_dir)) <= {".hydra"}:
+            shutil.rmtree(run_dir)
+            os.rmdir(run_dir.parent)  # the date folder, only if now empty
+    except OSError:
+        pass
+
+
+def task(dcfg: DictConfig) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from rich.console import Console
+
+    from runner import app, outputs
+    from runner.config import ConfigError, validate
+    from runner.data import load_dataset
+    from runner.progress import Display, summary_table
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    started = False
+    try:
+        cfg = validate(dcfg)
+        ds = load_dataset(cfg.data)
+        overrides = " ".join(hc.overrides.task) or "defaults"
+        with Display(cfg.trainer.epochs, enabled=cfg.trainer.progress,
+                     title=f"job {hc.job.num}" if multirun else "train") as display:
+            def on_start(spec, n_params, compile_time):
+                nonlocal started
+                started = True
+                outputs.write_json(run_dir / "metrics.json", {"status": "running"})
+                display.start(spec, n_params, compile_time)
+
+            result = app.fit(cfg, ds, on_epoch=display.epoch, on_start=on_start)
+        app.write_run(run_dir, result, title=overrides, plot=cfg.trainer.plot)
+    except ConfigError as e:
+        if started or multirun:
+            outputs.write_json(run_dir / "metrics.json", {"status": "failed", "error": str(e)})
+        else:
+            _cleanup(run_dir)
+        raise
+    except Exception as e:
+        if run_dir.is_dir():
+            outputs.write_json(run_dir / "metrics.json",
+                               {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        raise
+    console = Console()
+    console.print(summary_table(result.metrics))
+    console.print(f"run directory: [bold]{run_dir}[/]")
+    return result.objective
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _group_keys(group: str) -> list[str]:
+    import dataclasses
+
+    from runner.config import Config
+    for f in dataclasses.fields(Config):
+        if f.name == group and dataclasses.is_dataclass(f.default_factory):
+            return sorted(x.name for x in dataclasses.fields(f.default_factory))
+    return sorted(f.name for f in dataclasses.fields(Config))
+
+
+def describe(e: BaseException) -> str:
+    """One line for any error: the key, the value and what is allowed where we can tell."""
+    from runner.config import ConfigError
+    if isinstance(e, ConfigError):
+        return str(e)
+    text = str(e)
+    m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if m:
+        group, value = m.group(1), m.group(2)
+        opts = _options(group)
+        return f"{group}={value}: unknown option; choose one of {', '.join(opts)}"
+    m = re.search(r"Could not override '([\w.]+)'", text)
+    if m:
+        key = m.group(1)
+        group = key.split(".")[0]
+        if group in {"data", "model", "activation", "init", "optimizer", "schedule",
+                     "regularization", "trainer"} and "." in key:
+            return (f"{key}: no such setting; {group} has {', '.join(_group_keys(group))}")
+        return f"{key}: no such setting"
+    if isinstance(e, OSError) and e.filename:
+        return (f"cannot write {e.filename!r}: {e.strerror}; set hydra.run.dir (or "
+                f"hydra.sweep.dir) to a writable folder")
+    first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
+    if type(e).__module__.startswith(("hydra", "omegaconf")):
+        return first
+    return f"{type(e).__name__}: {first} (rerun with --debug for the traceback)"
+
+
+class _QuietHydraStderr:
+    """stderr without the line Hydra writes before re-raising a failed job's exception
+    ("Error executing job with overrides: ..."): we report the error itself in one line."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if text.startswith("Error executing job with overrides:"):
+            return len(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
+    # Make Hydra raise instead of printing its own multi-line report: we print one line, or
+    # (--debug) let the traceback through.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [sys.argv[0] if sys.argv else "runner"] + argv
+    register_resolver(conf_dir())
+    entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
+    if report:
+        sys.stderr = _QuietHydraStderr(sys.stderr)
+    try:
+        entry()
+    except SystemExit:
+        raise
+    except BaseException as e:  # noqa: BLE001 - every error becomes one line
+        if not report or isinstance(e, KeyboardInterrupt):
+            raise
+        print(f"runner: error: {describe(e)}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)

@@ -1,0 +1,81 @@
+"""Shared fixtures: compose configs from conf/ in-process (one JAX process for the whole suite,
+so compiled programs are shared) and tiny user data files."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The suite compiles ~100 small programs and runs each for a few steps: XLA's backend
+# optimisations would cost more time than they save. Subprocesses inherit this too.
+os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
+
+# Small and fast: every in-process run uses at most this much data and one short epoch.
+TINY = ["trainer.epochs=1", "trainer.progress=false", "trainer.plot=false",
+        "data.max_samples=120", "model.width=16", "trainer.batch_size=32"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    # Generated datasets (MNIST-1D) are cached once for the session, not in the user's home.
+    if "RUNNER_CACHE_DIR" not in os.environ:
+        os.environ["RUNNER_CACHE_DIR"] = str(tmp_path_factory.mktemp("runner-cache"))
+
+
+def compose(overrides=()):
+    from hydra import compose as hcompose
+    from hydra import initialize_config_dir
+
+    from runner.help import conf_dir
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hcompose("config", overrides=list(overrides))
+
+
+def run_inprocess(overrides=(), tiny=True):
+    """Compose, validate, load and fit; returns (Config, Result)."""
+    from runner.app import fit
+    from runner.config import validate
+    from runner.data import load_dataset
+    cfg = validate(compose((TINY if tiny else []) + list(overrides)))
+    return cfg, fit(cfg, load_dataset(cfg.data))
+
+
+def write_idx(folder: Path, n_train=60, n_test=20, gz=False):
+    """Tiny MNIST-format IDX files (28x28 images with the label painted in)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, lab in enumerate(labels):
+            images[i, 2 * lab:2 * lab + 6, 4:24] = 255
+        files = {f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, 28, 28)
+                 + images.tobytes(),
+                 f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.tobytes()}
+        for name, blob in files.items():
+            if gz:
+                (folder / (name + ".gz")).write_bytes(gzip.compress(blob))
+            else:
+                (folder / name).write_bytes(blob)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def user_files(tmp_path_factory):
+    """A CSV, an NPZ and an IDX folder for the user-data loaders."""
+    d = tmp_path_factory.mktemp("userdata")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 3))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    lines = ["a,b,c,label"] + [f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{t}" for r, t in zip(x, y)]
+    (d / "data.csv").write_text("\n".join(lines) + "\n")
+    np.savez(d / "data.npz", x=x.astype(np.float32), y=y)
+    write_idx(d / "idx")
+    return {"csv": [f"data.path={d / 'data.csv'}", "data.target=label"],
+            "npz": [f"data.path={d / 'data.npz'}"],
+            "idx": [f"data.path={d / 'idx'}"]}

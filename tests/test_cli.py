@@ -1,0 +1,93 @@
+"""End to end: the `runner` command as a user runs it, in a subprocess."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUNNER = [sys.executable, "-m", "runner"]
+QUICK = ["trainer.epochs=2", "data.max_samples=150", "model.width=16"]
+
+
+def run(args, cwd=None, env=None, timeout=180):
+    e = dict(os.environ, **(env or {}))
+    return subprocess.run(RUNNER + list(args), cwd=cwd, env=e, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_default_run_creates_outputs_folder(tmp_path):
+    script = Path(sys.executable).parent / "runner"  # the console script
+    p = subprocess.run([str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    runs = list((tmp_path / "outputs").glob("*/*/metrics.json"))
+    assert len(runs) == 1
+    run_dir = runs[0].parent
+    m = json.loads(runs[0].read_text())
+    assert m["status"] == "completed"
+    assert m["epochs_run"] == 20 and m["best_val_acc"] > 0.9  # an MLP on digits
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len((run_dir / "curves.csv").read_text().splitlines()) == 21
+    assert str(run_dir.relative_to(tmp_path)) in p.stdout.replace("\n", "")
+    assert "test" in p.stdout
+
+
+def test_single_run_with_overrides_writes_its_directory(tmp_path):
+    out = tmp_path / "run"
+    p = run(["data=iris", "model=resmlp", "activation=elu", "init=he_normal",
+             "optimizer=nesterov", "optimizer.lr=0.05", "schedule=cyclic",
+             "regularization.dropout=0.3", "trainer.batch_size=32", "seed=3",
+             f"hydra.run.dir={out}", *QUICK])
+    assert p.returncode == 0, p.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["status"] == "completed" and m["epochs_run"] == 2
+    for key in ("best_epoch", "iterations", "wall_time", "compile_time", "params", "test_acc",
+                "final_train_loss", "best_val_acc"):
+        assert m[key] is not None, key
+    header = (out / "curves.csv").read_text().splitlines()[0].split(",")
+    assert header == ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
+                      "grad_norm", "time"]
+    overrides = (out / ".hydra" / "overrides.yaml").read_text()
+    assert "optimizer=nesterov" in overrides
+    assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_multirun_two_jobs(tmp_path):
+    sweep = tmp_path / "sweep"
+    p = run(["-m", "optimizer=sgd,adam", "data=iris", f"hydra.sweep.dir={sweep}", *QUICK])
+    assert p.returncode == 0, p.stderr
+    for job, opt in (("0", "sgd"), ("1", "adam")):
+        m = json.loads((sweep / job / "metrics.json").read_text())
+        assert m["status"] == "completed"
+        assert f"optimizer={opt}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_help_lists_groups_and_options():
+    p = run(["--help"])
+    assert p.returncode == 0
+    for word in ("activation", "leaky_relu", "optimizer", "nadam", "schedule", "cyclic",
+                 "regularization", "batchnorm", "init", "orthogonal", "data", "mnist1d"):
+        assert word in p.stdout, word
+
+
+def test_cfg_job_prints_resolved_config():
+    p = run(["--cfg", "job", "optimizer=sgd", "optimizer.lr=0.5"])
+    assert p.returncode == 0, p.stderr
+    assert "name: sgd" in p.stdout and "lr: 0.5" in p.stdout
+    assert "hydra:" not in p.stdout
+
+
+def test_shell_completion_suggests_groups():
+    p = run(["--shell-completion", "query=bash"], env={"COMP_LINE": "runner activation=le"})
+    assert p.returncode == 0, p.stderr
+    assert "activation=leaky_relu" in p.stdout
+
+
+def test_python_dash_m_and_debug_flag(tmp_path):
+    p = run(["--debug", "activation=foo", f"hydra.run.dir={tmp_path / 'r'}"])
+    assert p.returncode != 0
+    assert "Traceback" in p.stderr
