@@ -138,6 +138,8 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
         "diverged_epoch": len(history) if status == "diverged" else None,
         f"best_val_{metric}": best_row.get(f"val_{metric}"),
         "best_val_loss": best_row.get("val_loss"),
+        "best_train_loss": best_row.get("train_loss"),
+        f"best_train_{metric}": best_row.get(f"train_{metric}"),
         "final_train_loss": last["train_loss"], f"final_train_{metric}": last[f"train_{metric}"],
         "final_val_loss": last["val_loss"], f"final_val_{metric}": last[f"val_{metric}"],
         "test_loss": ev.get("test_loss"), f"test_{metric}": ev.get("test_metric"),

@@ -9,10 +9,9 @@ import shutil
 import sys
 from pathlib import Path
 
-import hydra
-from omegaconf import DictConfig
+from runner.help import conf_dir
 
-from runner.help import conf_dir, register_resolver
+SUBCOMMANDS = ("compare", "best", "plot")  # plain argparse commands: no Hydra, no JAX
 
 EXIT_ERROR = 2
 
@@ -27,7 +26,21 @@ def _cleanup(run_dir: Path) -> None:
         pass
 
 
-def task(dcfg: DictConfig) -> float:
+def _enable_compilation_cache() -> None:
+    """Reuse compiled programs across processes: a repeated `runner` command skips most of its
+    compile time. JAX skips programs that compile in under 1 s unless the threshold is lowered,
+    and most of ours are that small."""
+    import jax
+    path = os.environ.get("RUNNER_JAX_CACHE",
+                          os.path.join(os.path.expanduser("~"), ".cache", "runner", "jax"))
+    if path.lower() in ("", "0", "off", "none"):
+        return
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def task(dcfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from rich.console import Console
@@ -35,8 +48,9 @@ def task(dcfg: DictConfig) -> float:
     from runner import app, outputs
     from runner.config import ConfigError, validate
     from runner.data import load_dataset
-    from runner.progress import Display, summary_table
+    from runner.progress import Display, summary_line, summary_table
 
+    _enable_compilation_cache()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -68,6 +82,7 @@ def task(dcfg: DictConfig) -> float:
         raise
     console = Console()
     console.print(summary_table(result.metrics))
+    console.print(summary_line(result.metrics), highlight=False)
     console.print(f"run directory: [bold]{run_dir}[/]")
     return result.objective
 
@@ -76,17 +91,57 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-def _group_keys(group: str) -> list[str]:
-    import dataclasses
-
-    from runner.config import Config
-    for f in dataclasses.fields(Config):
-        if f.name == group and dataclasses.is_dataclass(f.default_factory):
-            return sorted(x.name for x in dataclasses.fields(f.default_factory))
-    return sorted(f.name for f in dataclasses.fields(Config))
+GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "regularization",
+          "trainer")
 
 
-def describe(e: BaseException) -> str:
+def _chosen_option(group: str, argv: list[str]) -> str | None:
+    """The option of `group` a command line selects (else the default in config.yaml)."""
+    chosen = None
+    for arg in argv:
+        name, _, value = arg.lstrip("+~").partition("=")
+        if name == group and value:
+            chosen = value
+    if chosen is None:
+        import yaml
+        defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text()).get("defaults", [])
+        for entry in defaults:
+            if isinstance(entry, dict) and group in entry:
+                chosen = entry[group]
+    return chosen
+
+
+def _option_keys(group: str, option: str) -> set[str]:
+    """Keys an option's YAML sets, including those it inherits from its group's presets."""
+    import yaml
+    path = conf_dir() / group / f"{option}.yaml"
+    if not path.exists():
+        return set()
+    node = yaml.safe_load(path.read_text()) or {}
+    keys = set(node) - {"defaults"}
+    for parent in node.get("defaults", []):
+        if isinstance(parent, str) and parent != "_self_":
+            keys |= _option_keys(group, parent)
+    return keys
+
+
+def _unknown_key(key: str, argv: list[str]) -> str:
+    group, _, name = key.partition(".")
+    if "." not in key:
+        return (f"{key}: no such setting; the top level has seed, name and the groups "
+                + ", ".join(GROUPS))
+    if group not in GROUPS or "." in name:
+        return f"{key}: no such setting"
+    option = _chosen_option(group, argv)
+    keys = sorted(_option_keys(group, option)) if option else []
+    msg = f"{key}: not a setting of {group}={option}; it has {', '.join(keys) or 'none'}"
+    owners = [o for o in _options(group) if name in _option_keys(group, o)]
+    if owners:
+        msg += f" ({name} belongs to {', '.join(f'{group}={o}' for o in owners[:6])})"
+    return msg
+
+
+def describe(e: BaseException, argv: list[str] = ()) -> str:
     """One line for any error: the key, the value and what is allowed where we can tell."""
     from runner.config import ConfigError
     if isinstance(e, ConfigError):
@@ -99,12 +154,7 @@ def describe(e: BaseException) -> str:
         return f"{group}={value}: unknown option; choose one of {', '.join(opts)}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m:
-        key = m.group(1)
-        group = key.split(".")[0]
-        if group in {"data", "model", "activation", "init", "optimizer", "schedule",
-                     "regularization", "trainer"} and "." in key:
-            return (f"{key}: no such setting; {group} has {', '.join(_group_keys(group))}")
-        return f"{key}: no such setting"
+        return _unknown_key(m.group(1), list(argv))
     if isinstance(e, OSError) and e.filename:
         return (f"cannot write {e.filename!r}: {e.strerror}; set hydra.run.dir (or "
                 f"hydra.sweep.dir) to a writable folder")
@@ -132,6 +182,12 @@ class _QuietHydraStderr:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        from runner.compare import main as compare_main
+        sys.exit(compare_main(argv))
+    import hydra
+
+    from runner.help import register_resolver
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
@@ -150,5 +206,5 @@ def main(argv: list[str] | None = None) -> None:
     except BaseException as e:  # noqa: BLE001 - every error becomes one line
         if not report or isinstance(e, KeyboardInterrupt):
             raise
-        print(f"runner: error: {describe(e)}", file=sys.stderr)
+        print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
         sys.exit(EXIT_ERROR)

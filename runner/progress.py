@@ -26,16 +26,17 @@ class Display:
         self.enabled = enabled
         self.epochs = epochs
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(bar_width=24),
+            TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
             TextColumn("epoch"), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-            TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("eta"), TimeRemainingColumn(compact=True),
             console=self.console, disable=not enabled, transient=False)
         self.task = None
         self.title = title
 
     def __enter__(self):
         self.progress.start()
-        self.task = self.progress.add_task(self.title, total=self.epochs, stats="compiling...")
+        self.task = self.progress.add_task(self.title, total=self.epochs,
+                                           stats="(train|val) compiling...")
         return self
 
     def __exit__(self, *exc):
@@ -46,9 +47,10 @@ class Display:
                                               f"{compile_time:.2f}s")
 
     def epoch(self, row: dict) -> None:
+        # Kept short to fit 100 columns: each pair is train|validation.
         m = "acc" if "val_acc" in row else "rmse"
-        stats = (f"train loss {_f(row['train_loss'])} {m} {_f(row[f'train_{m}'])} | "
-                 f"val loss {_f(row['val_loss'])} {m} {_f(row[f'val_{m}'])} | "
+        stats = (f"loss {_f(row['train_loss'], 3)}[dim]|[/]{_f(row['val_loss'], 3)} "
+                 f"{m} {_f(row[f'train_{m}'], 3)}[dim]|[/]{_f(row[f'val_{m}'], 3)} "
                  f"lr {_f(row['lr'], 3)}")
         self.progress.update(self.task, advance=1, stats=stats)
 
@@ -68,9 +70,12 @@ def summary_table(metrics: dict) -> Table:
                   _f(metrics[f"best_val_{m}"]))
     table.add_row(f"test ({metrics['eval_weights'] or '-'} weights)", _f(metrics["test_loss"]),
                   _f(metrics[f"test_{m}"]))
-    table.caption = (f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
-                     f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
-                     f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
-                     f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
-                     f"train {metrics['train_time']:.2f}s)")
     return table
+
+
+def summary_line(metrics: dict) -> str:
+    return (f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
+            f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
+            f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
+            f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
+            f"train {metrics['train_time']:.2f}s)")

@@ -25,6 +25,7 @@ def _cache_dir(tmp_path_factory):
     # Generated datasets (MNIST-1D) are cached once for the session, not in the user's home.
     if "RUNNER_CACHE_DIR" not in os.environ:
         os.environ["RUNNER_CACHE_DIR"] = str(tmp_path_factory.mktemp("runner-cache"))
+    os.environ.setdefault("RUNNER_JAX_CACHE", os.path.join(os.environ["RUNNER_CACHE_DIR"], "jax"))
 
 
 def compose(overrides=()):
