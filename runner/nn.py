@@ -234,12 +234,17 @@ class Net(nn.Module):
         elif s.arch == "resmlp":
             x = x.reshape(x.shape[0], -1)
             x = Layer(s, hp, s.hidden[0], 0, name="layer0")(x, train, mask)
+            # Each branch is scaled by 1/sqrt(blocks): with variance-preserving inits a plain
+            # h + f(h) doubles the activation variance per block (2**depth at the head), while
+            # this keeps the growth below e for any depth and leaves the identity path exact.
+            branch_scale = 1.0 / max(len(s.hidden) - 1, 1) ** 0.5
             for i in range(1, len(s.hidden)):
                 skip = x
                 if s.hidden[i] != s.hidden[i - 1]:
                     skip = nn.Dense(s.hidden[i], use_bias=False, name=f"skip{i}",
                                     kernel_init=make_initializer(s.init, hp))(x)
-                x = skip + Layer(s, hp, s.hidden[i], i, name=f"layer{i}")(x, train, mask)
+                x = skip + branch_scale * Layer(s, hp, s.hidden[i], i, name=f"layer{i}")(
+                    x, train, mask)
         else:
             raise ValueError(f"unknown arch {s.arch!r}; choose mlp, resmlp or cnn")
         x = x.reshape(x.shape[0], -1)

@@ -418,3 +418,17 @@ def test_with_make_hparams():
     # the default (threefry) key implementation
     out, ev, _ = _run(spec.model, hp, jnp.asarray(x[:5]), jax.random.key(0), jnp.ones(5))
     assert out.shape == (5, 3) and spec.model.conv_dim == 1
+
+
+def test_deep_resmlp_keeps_activation_scale_bounded():
+    """h + f(h)/sqrt(blocks): the output scale of a 24-block net stays within e of a 1-block
+    one (a plain h + f(h) would grow it ~2**12 in std)."""
+    x = jax.random.normal(key(1), (256, 32))
+    stds = {}
+    for depth in (2, 25):
+        spec = make_spec_(arch="resmlp", hidden=(64,) * depth, n_out=64, activation="identity",
+                          init="glorot_normal")
+        model = build_model(spec, make_hp(dropout=[0.0] * depth))
+        variables = model.init(rngs(key(2)), x)
+        stds[depth] = float(jnp.std(model.apply(variables, x)))
+    assert stds[25] / stds[2] < math.e
