@@ -3,6 +3,7 @@ one host sync per epoch), watch for divergence and early stopping, and leave the
 The jitted core (runner.train) stays pure; all I/O and printing happen here and in the callers."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from runner import diagnostics as diag
 from runner import outputs, train
 from runner.config import Config, ConfigError
 from runner.spec import Dataset, Spec, make_hparams, make_spec
@@ -22,6 +24,8 @@ class Result:
     status: str                      # completed | diverged | failed
     metrics: dict
     history: list = field(default_factory=list)
+    best_state: dict | None = None   # the state at the best epoch (None: none was finite)
+    diagnostics: list = field(default_factory=list)  # rows of diagnostics.csv
 
     @property
     def objective(self) -> float:
@@ -61,7 +65,18 @@ def _improved(value, best, mode, min_delta) -> bool:
 
 def _host(tree) -> dict:
     # Host sync point: the only device->host transfer of an epoch.
-    return {k: float(v) for k, v in jax.device_get(tree).items()}
+    tree = jax.device_get(tree)
+    return {k: (v if isinstance(v, dict) else float(v)) for k, v in tree.items()}
+
+
+def expected_initial_loss(spec: Spec) -> float | None:
+    """What an untrained classifier should score: ln C for softmax over C classes (uniform
+    predictions), ln 2 for a sigmoid; None for regression."""
+    if spec.model.head == "softmax":
+        return math.log(spec.model.n_out)
+    if spec.model.head == "sigmoid":
+        return math.log(2)
+    return None
 
 
 def prepare(cfg: Config, ds: Dataset):
@@ -73,8 +88,17 @@ def prepare(cfg: Config, ds: Dataset):
     return spec, hp, data
 
 
-def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
+def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None) -> Result:
     """Train; return the status, summary metrics and per-epoch history (no files written)."""
+    warnings: list[str] = []
+
+    def warn(msg):
+        warnings.append(msg)
+        if on_warn:
+            on_warn(msg)
+
+    if cfg.trainer.overfit_batches:
+        ds = overfit_subset(cfg, ds)
     spec, hp, data = prepare(cfg, ds)
     monitor, mode = resolve_monitor(cfg, spec, ds)
     metric = metric_name(spec)
@@ -85,24 +109,43 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
     init_exe, c_init = train.compiled(train.init_state, spec, hp, key, data)
     state = init_exe(hp, key, data)
     epoch_exe, c_epoch = train.compiled(train.epoch, spec, state, data, hp)
-    compile_time = c_init + c_epoch
+    eval_exe, c_eval = train.compiled(train.evaluate_splits, spec, state, data, hp)
+    compile_time = c_init + c_epoch + c_eval
+    initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
+    expected = expected_initial_loss(spec)
+    if expected is not None and not 0.5 * expected <= initial["train_loss"] <= 2 * expected:
+        warn(f"initial loss {initial['train_loss']:.3g} is far from the expected "
+             f"{expected:.3g} (ln of the number of classes): check the initialization scale")
+    names = diag.layer_names(state["params"])
+    watcher = diag.Watcher(warn)
+    diag_rows: list[dict] = []
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(state["params"])))
     if on_start:
         on_start(spec, n_params, compile_time)
 
-    history, status = [], "completed"
+    history, status, reason = [], "completed", None
+    abort_at = cfg.trainer.abort_factor * initial["train_loss"]
     best, best_epoch, best_state, since_best, stopped_early = None, 0, state, 0, False
     t_train = time.perf_counter()
     for ep in range(1, cfg.trainer.epochs + 1):
         state, m = epoch_exe(state, data, hp)
         m = _host(m)
+        if "diag" in m:
+            new_rows = diag.rows(ep, names, m.pop("diag"))
+            diag_rows.extend(new_rows)
+            watcher.epoch(ep, new_rows)
         row = {"epoch": ep, "step": ep * spec.steps_per_epoch, "lr": m["lr"],
                "train_loss": m["train_loss"], f"train_{metric}": m["train_metric"],
                "val_loss": m["val_loss"], f"val_{metric}": m["val_metric"],
                "grad_norm": m["grad_norm"], "time": time.perf_counter() - t_train}
         history.append(row)
         if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
+            status, reason = "diverged", "non-finite loss"
+        elif cfg.trainer.abort_factor > 0 and m["train_loss"] > abort_at:
             status = "diverged"
+            reason = (f"training loss {m['train_loss']:.4g} > {cfg.trainer.abort_factor:g} x "
+                      f"initial {initial['train_loss']:.4g}")
+        if status == "diverged":
             if on_epoch:
                 on_epoch(row)
             break
@@ -121,11 +164,8 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
 
     restore = reg.early_stopping and reg.restore_best or status == "diverged"
     final_state = best_state if restore else state
-    ev = {}
-    if best_epoch:  # else nothing finite to evaluate (diverged in the first epoch)
-        eval_exe, c_eval = train.compiled(train.evaluate_splits, spec, final_state, data, hp)
-        compile_time += c_eval
-        ev = _host(eval_exe(final_state, data, hp))
+    # Nothing to evaluate when the first epoch already diverged.
+    ev = _host(eval_exe(final_state, data, hp)) if best_epoch else {}
     last = history[-1]
     best_row = history[best_epoch - 1] if best_epoch else {}
     metrics = {
@@ -136,6 +176,8 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
         "n_train": len(ds.x_train), "n_val": len(ds.x_val), "n_test": len(ds.x_test),
         "best_epoch": best_epoch or None, "stopped_early": stopped_early,
         "diverged_epoch": len(history) if status == "diverged" else None,
+        "diverged_reason": reason,
+        "initial_train_loss": initial["train_loss"], "initial_val_loss": initial["val_loss"],
         f"best_val_{metric}": best_row.get(f"val_{metric}"),
         "best_val_loss": best_row.get("val_loss"),
         "best_train_loss": best_row.get("train_loss"),
@@ -144,11 +186,92 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None) -> Result:
         "final_val_loss": last["val_loss"], f"final_val_{metric}": last[f"val_{metric}"],
         "test_loss": ev.get("test_loss"), f"test_{metric}": ev.get("test_metric"),
         "eval_weights": ("best" if restore else "final") if best_epoch else None,
+        "initial_loss_expected": expected,
         "params": n_params,
         "wall_time": time.perf_counter() - t_start, "train_time": train_time,
         "compile_time": compile_time,
     }
+    if cfg.trainer.overfit_batches and metric == "acc":
+        reached = ev.get("train_metric", 0.0) >= 0.999
+        metrics["overfit_train_acc"] = ev.get("train_metric")
+        metrics["overfit_reached"] = reached
+        if not reached:
+            warn(f"overfit check failed: {cfg.trainer.overfit_batches} batches "
+                 f"({len(ds.x_train)} examples) reached {ev.get('train_metric', 0):.3f} "
+                 f"training accuracy, not 100%: the model or the learning rate cannot fit even "
+                 f"a tiny set")
+    metrics["train_metric_eval"] = ev.get("train_metric")
+    metrics["warnings"] = warnings
+    return Result(status=status, metrics=metrics, history=history,
+                  best_state=best_state if best_epoch else None, diagnostics=diag_rows)
+
+
+def overfit_subset(cfg: Config, ds: Dataset) -> Dataset:
+    """The first overfit_batches * batch_size training examples (the notes: make sure you can
+    overfit a very small portion of the training data before training on all of it)."""
+    bs = cfg.trainer.batch_size
+    n = len(ds.x_train) if bs == "full" else min(len(ds.x_train), cfg.trainer.overfit_batches * bs)
+    return dataclasses.replace(ds, x_train=ds.x_train[:n], y_train=ds.y_train[:n])
+
+
+def folds(ds: Dataset, k: int, seed: int) -> list[Dataset]:
+    """k datasets whose validation splits are rotating, stratified folds of train+val (the test
+    split stays out). Preprocessing statistics are those of the original training split."""
+    from runner.data import _order
+    x = np.concatenate([ds.x_train, ds.x_val])
+    y = np.concatenate([ds.y_train, ds.y_val])
+    if len(x) < 2 * k:
+        raise ConfigError(f"trainer.cv_folds={k}: only {len(x)} train+val examples of "
+                          f"data={ds.name}")
+    order = _order(y, ds.n_classes > 0, np.random.default_rng(seed))
+    parts = np.array_split(order, k)  # contiguous chunks of an interleaved order: stratified
+    out = []
+    for i in range(k):
+        tr = np.sort(np.concatenate([p for j, p in enumerate(parts) if j != i]))
+        va = np.sort(parts[i])
+        out.append(dataclasses.replace(ds, x_train=x[tr], y_train=y[tr], x_val=x[va],
+                                       y_val=y[va]))
+    return out
+
+
+def fit_cv(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None) -> Result:
+    """k-fold cross-validation: one model per fold; the objective is the mean over folds of
+    the best monitored validation metric. Summary metrics are fold means; curves are the
+    per-epoch means over the folds that reached that epoch."""
+    k = cfg.trainer.cv_folds
+    results = [fit(cfg, f, on_epoch=on_epoch, on_start=on_start if i == 0 else None,
+                   on_warn=on_warn) for i, f in enumerate(folds(ds, k, cfg.data.split_seed))]
+    first = results[0].metrics
+    monitor = "best_" + first["monitor"]
+    scores = [r.metrics.get(monitor) for r in results]
+    finite = [v for v in scores if v is not None and math.isfinite(v)]
+    status = ("completed" if all(r.status == "completed" for r in results) else
+              "diverged" if all(r.status in ("completed", "diverged") for r in results) else
+              "failed")
+    metrics = dict(first)
+    for key, value in first.items():
+        values = [r.metrics.get(key) for r in results]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and all(
+                isinstance(v, (int, float)) and v is not None for v in values):
+            metrics[key] = float(np.mean(values)) if isinstance(value, float) else value
+    for key in ("wall_time", "train_time", "compile_time", "epochs", "epochs_run", "iterations"):
+        metrics[key] = sum(r.metrics[key] for r in results)  # over all folds
+    metrics["warnings"] = sorted({w for r in results for w in r.metrics["warnings"]})
+    metrics.update(status=status, cv_folds=k, cv_scores=scores,
+                   cv_mean=float(np.mean(finite)) if len(finite) == k else None,
+                   cv_std=float(np.std(finite)) if len(finite) == k else None)
+    metrics[monitor] = metrics["cv_mean"]
+    history = []
+    for ep in range(1, max(len(r.history) for r in results) + 1):
+        rows = [r.history[ep - 1] for r in results if len(r.history) >= ep]
+        history.append({key: (ep if key == "epoch" else float(np.mean([row[key] for row in rows])))
+                        for key in rows[0]})
     return Result(status=status, metrics=metrics, history=history)
+
+
+def run(cfg: Config, ds: Dataset, **callbacks) -> Result:
+    """A single fit, or k-fold cross-validation when trainer.cv_folds >= 2."""
+    return (fit_cv if cfg.trainer.cv_folds >= 2 else fit)(cfg, ds, **callbacks)
 
 
 def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True) -> None:
@@ -156,7 +279,15 @@ def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True)
     the run's files are all there."""
     metric = result.metrics["metric"]
     outputs.write_curves(run_dir / "curves.csv", result.history, metric)
+    if result.diagnostics:
+        outputs.write_rows(run_dir / "diagnostics.csv", result.diagnostics, diag.FIELDS)
+    if result.best_state is not None:
+        from runner.checkpoint import save_params
+        save_params(run_dir / "best_params.npz", jax.device_get(result.best_state["params"]),
+                    jax.device_get(result.best_state["batch_stats"]))
     if plot and result.history:
-        from runner.plots import plot_curves
+        from runner.plots import plot_curves, plot_diagnostics
         plot_curves(result.history, metric, run_dir / "curves.png", title=title)
+        if result.diagnostics:
+            plot_diagnostics(result.diagnostics, run_dir / "diagnostics.png", title=title)
     outputs.write_json(run_dir / "metrics.json", result.metrics)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from runner.help import conf_dir
 
-SUBCOMMANDS = ("compare", "best", "plot")  # plain argparse commands: no Hydra, no JAX
+# Commands with their own argument parsing, dispatched before Hydra (and JAX) are imported.
+SUBCOMMANDS = {"compare": "runner.compare", "best": "runner.compare", "plot": "runner.compare",
+               "gradcheck": "runner.gradcheck", "ensemble": "runner.ensemble"}
 
 EXIT_ERROR = 2
 
@@ -59,7 +61,7 @@ def task(dcfg) -> float:
         cfg = validate(dcfg)
         ds = load_dataset(cfg.data)
         overrides = " ".join(hc.overrides.task) or "defaults"
-        with Display(cfg.trainer.epochs, enabled=cfg.trainer.progress,
+        with Display(cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1), enabled=cfg.trainer.progress,
                      title=f"job {hc.job.num}" if multirun else "train") as display:
             def on_start(spec, n_params, compile_time):
                 nonlocal started
@@ -67,7 +69,8 @@ def task(dcfg) -> float:
                 outputs.write_json(run_dir / "metrics.json", {"status": "running"})
                 display.start(spec, n_params, compile_time)
 
-            result = app.fit(cfg, ds, on_epoch=display.epoch, on_start=on_start)
+            result = app.run(cfg, ds, on_epoch=display.epoch, on_start=on_start,
+                                 on_warn=display.warn)
         app.write_run(run_dir, result, title=overrides, plot=cfg.trainer.plot)
     except ConfigError as e:
         if started or multirun:
@@ -183,8 +186,8 @@ class _QuietHydraStderr:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
-        from runner.compare import main as compare_main
-        sys.exit(compare_main(argv))
+        import importlib
+        sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv))
     import hydra
 
     from runner.help import register_resolver

@@ -163,6 +163,11 @@ class TrainerConfig:
     monitor: str = knob("auto", choices=("auto", "val_loss", "val_acc", "val_rmse"),
                         doc="auto: val_acc for classification, val_loss otherwise")
     mode: str = knob("auto", choices=("auto", "min", "max"))
+    abort_factor: float = knob(3.0, ge=0, doc="stop as diverged when the epoch's training loss "
+                               "exceeds this times the initial loss (0: off)")
+    cv_folds: int = knob(0, ge=0, doc="k-fold cross-validation over train+val (0: off)")
+    diagnostics: bool = knob(True, doc="per-layer norms, ratios, activation stats and warnings")
+    overfit_batches: int = knob(0, ge=0, doc="train on this many fixed batches only (0: off)")
     progress: bool = knob(True, doc="show the live progress display")
     plot: bool = knob(True, doc="draw curves.png")
 
@@ -328,6 +333,8 @@ def _cross_checks(cfg: Config) -> None:
         lo = s.base_lr if s.base_lr is not None else hi / 10
         if lo >= hi:
             raise ConfigError(f"schedule.base_lr={lo:g}: must be below max_lr={hi:g}")
+    if cfg.trainer.cv_folds == 1:
+        raise ConfigError("trainer.cv_folds=1: use 0 (off) or k >= 2 folds")
     if cfg.activation.lower > cfg.activation.upper:
         raise ConfigError(f"activation.lower={cfg.activation.lower:g}: must be <= "
                           f"activation.upper={cfg.activation.upper:g}")

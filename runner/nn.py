@@ -196,6 +196,9 @@ class Layer(nn.Module):
         if s.batchnorm and s.bn_position == "before":
             x = self._bn(x, train, mask)
         x = Activation(s.activation, hp, s.prelu_per_unit, s.maxout_k, name="act")(x, train)
+        # Kept only when the caller makes "intermediates" mutable (the per-epoch diagnostics
+        # pass); a no-op in training steps.
+        self.sow("intermediates", "activations", x)
         if s.batchnorm and s.bn_position == "after":
             x = self._bn(x, train, mask)
         if self.conv and s.pool > 1 and min(x.shape[1:-1]) >= s.pool:

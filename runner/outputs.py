@@ -10,6 +10,9 @@ import os
 import tempfile
 from pathlib import Path
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 CURVE_FIELDS = ("epoch", "step", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}",
                 "grad_norm", "time")
 
@@ -23,6 +26,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -52,8 +56,12 @@ def curve_fields(metric: str) -> list[str]:
 
 
 def write_curves(path: Path, rows: list[dict], metric: str) -> None:
+    write_rows(path, rows, curve_fields(metric))
+
+
+def write_rows(path: Path, rows: list[dict], fields) -> None:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=curve_fields(metric), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})

@@ -10,11 +10,50 @@ from runner.outputs import atomic_write
 METRIC_LABEL = {"acc": "accuracy", "rmse": "RMSE"}
 
 
-def plot_curves(rows: list[dict], metric: str, path: Path, title: str = "") -> None:
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
 
+
+def _save(fig, plt, path):
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
+
+
+def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
+    """Per-layer gradient norm and activation std against epoch: a vanishing gradient shows as
+    the first layers' lines far below the last ones."""
+    plt = _pyplot()
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    cmap = plt.get_cmap("viridis")
+    for i, layer in enumerate(layers):
+        rs = [r for r in rows if r["layer"] == layer]
+        colour = cmap(i / max(len(layers) - 1, 1))
+        axes[0].plot([r["epoch"] for r in rs], [r["grad_norm"] for r in rs], label=layer,
+                     color=colour, marker=".")
+        if layer.startswith("layer"):
+            axes[1].plot([r["epoch"] for r in rs], [r["act_std"] for r in rs], label=layer,
+                         color=colour, marker=".")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("gradient norm (mean over the epoch's steps)")
+    axes[1].set_ylabel("activation std (fixed batch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, plt, path)
+
+
+def plot_curves(rows: list[dict], metric: str, path: Path, title: str = "") -> None:
+    plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "loss", "loss"),
@@ -28,7 +67,4 @@ def plot_curves(rows: list[dict], metric: str, path: Path, title: str = "") -> N
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    _save(fig, plt, path)

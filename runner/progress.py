@@ -19,32 +19,57 @@ def _f(v, digits=4) -> str:
     return str(v)
 
 
+# A sweep shows one live display over its trials; rich allows one live display at a time, so while
+# a sweep's Progress is set here each trial adds its row to it instead of starting its own.
+_shared: Progress | None = None
+
+
+def share(progress: Progress | None) -> None:
+    """Make trials draw into `progress` (None: each trial owns its display again)."""
+    global _shared
+    _shared = progress
+
+
+def columns():
+    return (TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
+            TextColumn("{task.fields[unit]}"), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TextColumn("eta"),
+            TimeRemainingColumn(compact=True))
+
+
 class Display:
     def __init__(self, epochs: int, *, enabled: bool = True, console: Console | None = None,
                  title: str = "train"):
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.epochs = epochs
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
-            TextColumn("epoch"), MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
-            TextColumn("eta"), TimeRemainingColumn(compact=True),
-            console=self.console, disable=not enabled, transient=False)
+        self.owned = _shared is None
+        self.progress = _shared or Progress(*columns(), console=self.console,
+                                            disable=not enabled, transient=False)
         self.task = None
         self.title = title
 
     def __enter__(self):
-        self.progress.start()
-        self.task = self.progress.add_task(self.title, total=self.epochs,
-                                           stats="(train|val) compiling...")
+        if self.owned:
+            self.progress.start()
+        self.task = self.progress.add_task(self.title, total=self.epochs, unit="epoch",
+                                           stats="(train|val) compiling...",
+                                           visible=self.enabled)
         return self
 
     def __exit__(self, *exc):
-        self.progress.stop()
+        if self.owned:
+            self.progress.stop()
+        else:
+            self.progress.remove_task(self.task)
 
     def start(self, spec, n_params: int, compile_time: float) -> None:
         self.progress.update(self.task, stats=f"{n_params:,} params, compiled in "
                                               f"{compile_time:.2f}s")
+
+    def warn(self, msg: str) -> None:
+        # Printed above the live line; always shown, even with the progress display off.
+        self.progress.console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 
     def epoch(self, row: dict) -> None:
         # Kept short to fit 100 columns: each pair is train|validation.
@@ -74,7 +99,12 @@ def summary_table(metrics: dict) -> Table:
 
 
 def summary_line(metrics: dict) -> str:
-    return (f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
+    cv = ""
+    if metrics.get("cv_folds"):
+        cv = (f"{metrics['cv_folds']}-fold cross-validation: best {metrics['monitor']} "
+              f"{_f(metrics['cv_mean'])} +- {_f(metrics['cv_std'])} (mean +- std over folds; "
+              f"the table shows fold means)\n")
+    return cv + (f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
             f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
             f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
             f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "

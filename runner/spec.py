@@ -90,6 +90,7 @@ class Spec:
     batch_size: int
     steps_per_epoch: int           # iterations per epoch (the last may be partial: padded+masked)
     drop_last: bool
+    diagnostics: bool = False      # per-layer numbers each epoch (runner.diagnostics)
 
 
 HEAD_OF_TASK = {"classification": "softmax", "binary": "sigmoid", "regression": "linear",
@@ -157,7 +158,7 @@ def make_spec(cfg: Config, ds: Dataset) -> Spec:
                       warmup=s.warmup > 0)
     return Spec(model=model, optim=optim, sched=sched, input_shape=ds.input_shape,
                 n_train=n_train, batch_size=bs, steps_per_epoch=spe,
-                drop_last=cfg.trainer.drop_last)
+                drop_last=cfg.trainer.drop_last, diagnostics=cfg.trainer.diagnostics)
 
 
 def make_hparams(cfg: Config, spec: Spec) -> dict:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from runner import diagnostics as diag
 from runner import losses, nn, optim, schedules
 from runner.spec import Spec
 
@@ -97,20 +98,29 @@ def train_epoch(spec: Spec, state, data, hp):
         (_, (data_loss, out, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         tx = optim.make_optimizer(spec.optim, hp, lr, mask)
         updates, opt_state = tx.update(grads, opt_state, params)
+        if spec.diagnostics:
+            names = diag.layer_names(params)
+            layer_stats = (diag.group_norms(grads, names), diag.group_norms(updates, names)
+                           / (diag.group_norms(params, names) + 1e-12))
+        else:
+            layer_stats = ()
         params = optax.apply_updates(params, updates)
         sw = jnp.sum(wb)
         stats = (data_loss * sw, jnp.sum(wb * losses.metric(head, out, yb)), sw,
-                 optim.global_norm(grads), lr)
+                 optim.global_norm(grads), lr, layer_stats)
         return (params, new_bs, opt_state, it + 1), stats
 
     keys = jax.random.split(k_steps, spec.steps_per_epoch)
     carry0 = (state["params"], state["batch_stats"], state["opt_state"], state["step"])
-    (params, batch_stats, opt_state, it), (ls, ms, ws, gn, lrs) = jax.lax.scan(
+    (params, batch_stats, opt_state, it), (ls, ms, ws, gn, lrs, layer_stats) = jax.lax.scan(
         step, carry0, (idx, wts, keys))
     n = jnp.sum(ws)
     metrics = dict(train_loss=jnp.sum(ls) / n,
                    train_metric=losses.finalize(head, jnp.sum(ms) / n),
                    grad_norm=jnp.mean(gn), lr=lrs[-1])
+    if spec.diagnostics:
+        metrics["diag"] = dict(grad_norm=jnp.mean(layer_stats[0], axis=0),
+                               update_ratio=jnp.mean(layer_stats[1], axis=0))
     new_state = dict(params=params, batch_stats=batch_stats, opt_state=opt_state, rng=rng, step=it)
     return new_state, metrics
 
@@ -139,10 +149,28 @@ def evaluate(spec: Spec, state, x, y, hp):
     return jnp.sum(ls) / n, losses.finalize(head, jnp.sum(ms) / n)
 
 
+def activation_pass(spec: Spec, state, data, hp):
+    """Weight norms and activation statistics per layer, from an evaluation-mode forward pass
+    over the first DIAG_BATCH training examples (a fixed batch, so epochs are comparable)."""
+    model = _model(spec, hp)
+    names = diag.layer_names(state["params"])
+    variables = {"params": state["params"]}
+    if spec.model.batchnorm:
+        variables["batch_stats"] = state["batch_stats"]
+    x = data["x_train"][:diag.DIAG_BATCH]
+    _, inter = model.apply(variables, x, train=False, mutable=["intermediates"])
+    mean, std, dead, sat = diag.activation_stats(inter.get("intermediates", {}), names,
+                                                 spec.model.activation)
+    return dict(weight_norm=diag.group_norms(state["params"], names), act_mean=mean,
+                act_std=std, dead_frac=dead, saturated_frac=sat)
+
+
 def epoch(spec: Spec, state, data, hp):
     """train_epoch then validation: one compiled call, one host sync per epoch."""
     state, m = train_epoch(spec, state, data, hp)
     m["val_loss"], m["val_metric"] = evaluate(spec, state, data["x_val"], data["y_val"], hp)
+    if spec.diagnostics:
+        m["diag"].update(activation_pass(spec, state, data, hp))
     return state, m
 
 

@@ -39,11 +39,11 @@ def compose(overrides=()):
 
 def run_inprocess(overrides=(), tiny=True):
     """Compose, validate, load and fit; returns (Config, Result)."""
-    from runner.app import fit
+    from runner.app import run
     from runner.config import validate
     from runner.data import load_dataset
     cfg = validate(compose((TINY if tiny else []) + list(overrides)))
-    return cfg, fit(cfg, load_dataset(cfg.data))
+    return cfg, run(cfg, load_dataset(cfg.data))
 
 
 def write_idx(folder: Path, n_train=60, n_test=20, gz=False):

@@ -112,3 +112,47 @@ def test_batching_counts_iterations():
     _, full = run_inprocess(["trainer.batch_size=full"])
     assert full.metrics["steps_per_epoch"] == 1
     assert full.metrics["batch_size"] == full.metrics["n_train"]
+
+
+IRIS_SGD = ["optimizer=sgd", "trainer.epochs=4", "data=iris", "data.max_samples=150"]
+
+
+def test_abort_when_loss_exceeds_3x_initial():
+    _, r = run_inprocess(IRIS_SGD + ["optimizer.lr=4"])
+    m = r.metrics
+    assert r.status == "diverged" and m["diverged_epoch"] == 1
+    assert r.history[0]["train_loss"] > 3 * m["initial_train_loss"]
+    assert "> 3 x initial" in m["diverged_reason"]
+    # the factor is configurable: lr=2 peaks at ~2.2x its initial loss
+    _, ok = run_inprocess(IRIS_SGD + ["optimizer.lr=2"])
+    assert ok.status == "completed"
+    peak = max(h["train_loss"] for h in ok.history) / ok.metrics["initial_train_loss"]
+    assert 2 < peak < 3
+    _, strict = run_inprocess(IRIS_SGD + ["optimizer.lr=2", "trainer.abort_factor=2"])
+    assert strict.status == "diverged" and "> 2 x initial" in strict.metrics["diverged_reason"]
+    _, off = run_inprocess(IRIS_SGD + ["optimizer.lr=4", "trainer.abort_factor=0"])
+    assert off.metrics["diverged_reason"] in (None, "non-finite loss")
+    assert len(off.history) > 1 or off.metrics["diverged_reason"] == "non-finite loss"
+
+
+def test_k_fold_cross_validation():
+    from runner.app import folds
+    from runner.data import load_dataset
+    cfg, r = run_inprocess(["data=iris", "data.max_samples=150", "trainer.cv_folds=3",
+                            "trainer.epochs=2"])
+    m = r.metrics
+    assert m["cv_folds"] == 3 and len(m["cv_scores"]) == 3
+    assert m["cv_mean"] == pytest.approx(sum(m["cv_scores"]) / 3)
+    mean = m["cv_mean"]
+    assert m["cv_std"] == pytest.approx((sum((s - mean) ** 2 for s in m["cv_scores"]) / 3) ** 0.5)
+    assert r.objective == pytest.approx(mean)
+    assert m["epochs_run"] == 6 and len(r.history) == 2
+    ds = load_dataset(cfg.data)
+    parts = folds(ds, 3, 0)
+    vals = [tuple(map(tuple, f.x_val)) for f in parts]
+    pooled = len(ds.x_train) + len(ds.x_val)
+    assert sum(len(v) for v in vals) == pooled and len(set().union(*map(set, vals))) == pooled
+    for f in parts:  # stratified: every class in every fold, in about equal numbers
+        counts = [int((f.y_val == c).sum()) for c in range(3)]
+        assert max(counts) - min(counts) <= 2
+        assert len(f.x_train) + len(f.x_val) == pooled
