@@ -1,0 +1,355 @@
+"""`runner compare`, `runner best` and `runner plot`: read finished (or running) run directories
+and answer in the terminal which settings won, by how much and how stable. Never imports jax or
+hydra; rich and matplotlib only when drawing. Entry point: main(argv) -> exit code, with argv
+starting with the subcommand ("compare", "best" or "plot"; "compare" when left out).
+
+Exit codes: 0 ok; 1 nothing to show (no runs under the paths, no run matches --where, no
+completed run for `best`, no curves yet for `plot`); 2 bad input (unknown key or metric, bad
+--where, missing path...), one line on stderr "runner: error: ..."."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections import Counter
+from pathlib import Path
+
+from runner.compare_render import Column, fmt_number, missing, render
+from runner.compare_table import (Group, build_rows, caption, choose_columns, default_sort,
+                                  hashable, make_groups, parse_sort, sort_items, sortable)
+from runner.compare_where import compile_where
+from runner.results import (Keys, NoRuns, ResultsError, Run, find_run_dirs, load_run,
+                            load_runs, show_value)
+
+COMMANDS = ("compare", "best", "plot")
+DEFAULT_ROOT = "outputs"
+FORMATS = ("table", "markdown", "csv", "json")
+MAX_WARNINGS = 10
+
+
+class _Exit(Exception):
+    def __init__(self, code: int):
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad options as one line (ResultsError) instead of usage + exit."""
+
+    def error(self, message):
+        raise ResultsError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def exit(self, status=0, message=None):
+        if message:
+            sys.stderr.write(message)
+        raise _Exit(status)
+
+
+def _parsers() -> dict:
+    fmt = argparse.RawDescriptionHelpFormatter
+    c = _Parser(prog="runner compare", formatter_class=fmt,
+                description="One row per run under PATH (default: outputs/): the settings "
+                            "that differ,\nvalidation/test metrics and a sparkline of the "
+                            "validation curve.",
+                epilog="KEY: a setting (optimizer.lr, a group's name as optimizer, a unique "
+                       "suffix as lr), a metrics.json key (best_val_acc, test_loss, wall_time; "
+                       "short: val_acc, val_loss, val_rmse, loss, time), status, id or path.\n"
+                       "examples:\n"
+                       "  runner compare outputs/multirun --group-by optimizer,optimizer.lr\n"
+                       "  runner compare --where 'optimizer=adam and lr<1e-2' --sort "
+                       "test_acc --top 5\n"
+                       "  runner compare --diff multirun/2026-01-02/10-00-00/3 "
+                       "multirun/2026-01-02/10-00-00/5\n"
+                       "Exit codes: 0 ok, 1 nothing found, 2 bad input. See docs/compare.md.")
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help="runs, sweeps or folders above them (default: outputs)")
+    c.add_argument("--sort", metavar="KEY[:asc|desc][,...]",
+                   help="sort rows (default: the runs' monitor, e.g. best_val_acc; acc "
+                        "descending, everything else ascending unless :asc/:desc)")
+    c.add_argument("--top", type=int, metavar="N", help="only the first N rows after sorting")
+    c.add_argument("--where", metavar="EXPR",
+                   help="filter, e.g. 'optimizer=adam and optimizer.lr<1e-2 and "
+                        "status=completed' (=, !=, <, <=, >, >=, ~ regex, !~; and/or/not; "
+                        "parentheses)")
+    c.add_argument("--group-by", metavar="KEY[,KEY]",
+                   help="one row per group: mean ± std and count over the other settings")
+    c.add_argument("--all", action="store_true",
+                   help="show every setting, not only those that differ between rows")
+    c.add_argument("--keep", action="append", default=[], metavar="REGEX",
+                   help="also show settings/metrics whose name matches (re.search)")
+    c.add_argument("--drop", action="append", default=[], metavar="REGEX",
+                   help="hide settings/metrics whose name matches ('curve' for the sparkline)")
+    c.add_argument("--format", choices=FORMATS, default="table")
+    c.add_argument("--precision", type=int, metavar="N",
+                   help="digits after the point (default 4; CSV/JSON keep full precision "
+                        "unless given)")
+    c.add_argument("--plot", metavar="FILE.png",
+                   help="also draw the shown runs' validation curves overlaid (groups: mean "
+                        "± std band)")
+    c.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
+                   help="settings and metrics that differ between two runs (paths or ids)")
+    b = _Parser(prog="runner best", description="Print the best completed run's directory "
+                "(line 1) and its command-line overrides, shell-quoted (line 2).")
+    b.add_argument("paths", nargs="*", metavar="PATH", help="default: outputs")
+    b.add_argument("--metric", metavar="KEY[:asc|desc]",
+                   help="default: the runs' monitor (best_val_acc: highest, best_val_loss: "
+                        "lowest); :desc picks the highest, :asc the lowest")
+    b.add_argument("--where", metavar="EXPR", help="as for runner compare")
+    p = _Parser(prog="runner plot", description="Redraw a run's curves.png from curves.csv "
+                "(and its diagnostics when the run has diagnostics.csv).")
+    p.add_argument("run", metavar="RUN", help="a run directory (or its id under outputs/)")
+    p.add_argument("--out", metavar="FILE.png", help="default: RUN/curves.png")
+    return {"compare": c, "best": b, "plot": p}
+
+
+def _warn(runs: list[Run]) -> None:
+    lines = [f"runner: warning: {r.id}: {w}" for r in runs for w in r.warnings]
+    for line in lines[:MAX_WARNINGS]:
+        print(line, file=sys.stderr)
+    if len(lines) > MAX_WARNINGS:
+        print(f"runner: warning: ... and {len(lines) - MAX_WARNINGS} more", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+def _select(args, runs: list[Run], keys: Keys) -> list[Run]:
+    if not args.where:
+        return runs
+    pred, _ = compile_where(args.where, keys)
+    selected = [r for r in runs if pred(r)]
+    if not selected:
+        raise NoRuns(f"no run matches --where '{args.where}' ({len(runs)} runs under "
+                     f"{', '.join(args.paths)})")
+    return selected
+
+
+def _check(args) -> None:
+    if getattr(args, "top", None) is not None and args.top < 1:
+        raise ResultsError("--top: N must be at least 1")
+    if getattr(args, "precision", None) is not None and not 0 <= args.precision <= 15:
+        raise ResultsError("--precision: N must be between 0 and 15")
+
+
+def cmd_compare(args) -> int:
+    _check(args)
+    args.paths = args.paths or [DEFAULT_ROOT]
+    if args.diff:
+        return cmd_diff(args)
+    runs = load_runs(args.paths)
+    try:
+        keys = Keys(runs)
+        selected = _select(args, runs, keys)
+        gkeys = ([keys.resolve(n.strip(), "--group-by") for n in args.group_by.split(",")]
+                 if args.group_by else [])
+        sort_spec = (parse_sort(args.sort, keys, "--sort") if args.sort
+                     else default_sort(selected, keys))
+        items = make_groups(selected, gkeys) if gkeys else selected
+        items = sort_items(items, sort_spec)
+        if args.top:
+            items = items[:args.top]
+        shown = [r for it in items for r in (it.runs if gkeys else [it])]
+        cols, hidden = choose_columns(args, keys, shown, gkeys, sort_spec, args.format)
+        rows = build_rows(cols, items)
+        note = caption(runs, shown, items, gkeys, sort_spec, hidden)
+        render(args.format, cols, rows, args.precision, note)
+        if args.plot:
+            _plot_selection(args.plot, items, gkeys, cols)
+    finally:
+        _warn(runs)
+    return 0
+
+
+def _plot_selection(path: str, items: list, gkeys, cols) -> None:
+    from runner.compare_render import plot_overlay
+    params = [c.key for c in cols if c.kind == "param" and c.key not in gkeys]
+    series = []
+    for it in items:
+        if isinstance(it, Group):
+            label = " ".join(f"{Keys.label(k)}={show_value(v)}" for k, v in
+                             zip(gkeys, it.values)) + f" (n={len(it.runs)})"
+            series.append((label, it.runs))
+        else:
+            label = " ".join([it.id] + [f"{Keys.label(k)}={show_value(it.get(k))}"
+                                        for k in params[:4]])
+            series.append((label, [it]))
+    metrics = Counter(r.metric for _, runs in series for r in runs if r.metric)
+    metric = metrics.most_common(1)[0][0] if metrics else "acc"
+    plot_overlay(series, metric, Path(path))
+    print(f"runner: wrote {path}", file=sys.stderr)
+
+
+def find_run(name: str, paths: list[str], loaded: list | None = None) -> Run:
+    """A run by path, or by id / path suffix among the runs under paths."""
+    p = Path(name)
+    if p.exists():
+        dirs = find_run_dirs(p)
+        if len(dirs) == 1:
+            run = load_run(dirs[0])
+            run.id = str(dirs[0])
+            return run
+        raise ResultsError(f"{name}: not a run directory ({len(dirs)} runs under it)")
+    runs = loaded if loaded is not None else load_runs(paths)
+    want = name.strip("/")
+    hits = [r for r in runs if r.id == want] or [
+        r for r in runs if Path(r.path).as_posix().endswith("/" + want)]
+    if len(hits) == 1:
+        return hits[0]
+    if not hits:
+        examples = ", ".join(r.id for r in runs[:3])
+        raise ResultsError(f"{name}: no such run under {', '.join(paths)} (give a path or an "
+                           f"id such as {examples})")
+    raise ResultsError(f"{name}: ambiguous, matches {', '.join(r.id for r in hits[:5])}")
+
+
+def cmd_diff(args) -> int:
+    loaded = None
+    found = []
+    for name in args.diff:
+        if loaded is None and not Path(name).exists():
+            loaded = load_runs(args.paths)
+        found.append(find_run(name, args.paths, loaded))
+    a, b = found
+    rows = []
+    for kind, da, db in (("config", a.params, b.params), ("metrics", a.metrics, b.metrics)):
+        for k in dict.fromkeys(list(da) + list(db)):
+            va, vb = da.get(k, missing()), db.get(k, missing())
+            if hashable(va) != hashable(vb):
+                rows.append((kind, Keys.label(("p" if kind == "config" else "m", k)), va, vb))
+    if a.status != b.status:
+        rows.insert(sum(1 for r in rows if r[0] == "config"), ("metrics", "status", a.status,
+                                                               b.status))
+    if args.format in ("csv", "json"):  # raw values, missing ones as null
+        cols = [Column(n, "text") for n in ("kind", "key", "a", "b")]
+        cells = [[kind, key, None if va is missing() else va, None if vb is missing() else vb]
+                 for kind, key, va, vb in rows]
+    else:
+        precision = 4 if args.precision is None else args.precision
+
+        def text(kind, v):
+            if v is missing():
+                return "-"
+            return show_value(v) if kind == "config" else fmt_number(v, precision)
+        cols = [Column("", "text"), Column("key", "text"), Column("a", "text"),
+                Column("b", "text")]
+        cells = [[kind, key, text(kind, va), text(kind, vb)] for kind, key, va, vb in rows]
+    if args.format == "table":
+        print(f"a: {a.path}\nb: {b.path}")
+    if args.format == "table" and not rows:
+        print("same config and metrics")
+    else:
+        render(args.format, cols, cells, args.precision)
+    _warn([a, b])
+    return 0
+
+
+def cmd_best(args) -> int:
+    args.paths = args.paths or [DEFAULT_ROOT]
+    runs = load_runs(args.paths)
+    try:
+        keys = Keys(runs)
+        completed = [r for r in runs if r.status == "completed"]
+        if not completed:
+            raise NoRuns(f"no completed run under {', '.join(args.paths)} ({len(runs)} runs)")
+        if args.metric:
+            spec = parse_sort(args.metric, keys, "--metric")
+            if spec[0][0][0] != "m":
+                raise ResultsError(f"--metric: '{args.metric}' is not a metric; available: "
+                                   f"{', '.join(keys.metrics)}")
+        else:
+            spec = default_sort(completed, keys)
+        if not spec:
+            raise ResultsError(f"--metric: no validation metric in the runs; available: "
+                               f"{', '.join(keys.metrics) or 'none'}")
+        candidates = _select(args, completed, keys)
+        ranked = [r for r in sort_items(candidates, spec[:1]) if sortable(r.get(spec[0][0]))]
+        if not ranked:
+            raise NoRuns(f"no completed run has {Keys.label(spec[0][0])}")
+        best = ranked[0]
+        print(best.path)
+        print(shlex.join(best.overrides()))
+        key, desc = spec[0]
+        print(f"runner: best {Keys.label(key)} = {show_value(best.get(key))} "
+              f"({'max' if desc else 'min'} over {len(ranked)} completed runs): {best.id}",
+              file=sys.stderr)
+    finally:
+        _warn(runs)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    run = find_run(args.run, [DEFAULT_ROOT])
+    rows = run.curves()
+    if not rows or not run.metric:
+        raise NoRuns(f"{args.run}: no curves.csv yet (the run has not finished an epoch)")
+    from runner.plots import plot_curves
+    out = Path(args.out) if args.out else run.path / "curves.png"
+    title = " ".join(run.overrides()) or run.id
+    plot_curves(rows, run.metric, out, title=title)
+    print(out)
+    _plot_diagnostics(run, out, args.out is None, title)
+    _warn([run])
+    return 0
+
+
+def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> None:
+    """A run with diagnostics.csv (per-layer rows) also gets RUN/diagnostics.png (with --out
+    FILE.png: FILE_diagnostics.png)."""
+    import csv
+    src = run.path / "diagnostics.csv"
+    try:
+        with open(src, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return
+    except (OSError, csv.Error) as e:
+        print(f"runner: warning: {run.id}: unreadable diagnostics.csv ({e})", file=sys.stderr)
+        return
+    if not rows:
+        return
+    for r in rows:
+        for k, v in r.items():
+            if k != "layer":
+                try:
+                    r[k] = float(v) if v not in ("", None) else float("nan")
+                except ValueError:
+                    pass
+    try:
+        from runner.plots import plot_diagnostics
+    except ImportError:
+        return
+    target = (run.path / "diagnostics.png" if default_out
+              else out.with_name(out.stem + "_diagnostics.png"))
+    plot_diagnostics(rows, target, title=title)
+    print(target)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cmd = argv.pop(0) if argv and argv[0] in COMMANDS else "compare"
+    parser = _parsers()[cmd]
+    try:
+        args = parser.parse_intermixed_args(argv)
+        return {"compare": cmd_compare, "best": cmd_best, "plot": cmd_plot}[cmd](args)
+    except _Exit as e:
+        return e.code
+    except NoRuns as e:
+        print(f"runner: error: {e}", file=sys.stderr)
+        return 1
+    except ResultsError as e:
+        print(f"runner: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # runner compare | head
+        try:
+            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        except OSError:
+            pass
+        return 0
+    except OSError as e:  # e.g. --plot into a folder that does not exist
+        print(f"runner: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
