@@ -1,0 +1,259 @@
+"""Training speed: the runner against a minimal hand-written JAX loop and a plain PyTorch loop.
+
+    .venv/bin/pip install torch==2.13.0          # the optional benchmark dependency
+    .venv/bin/python benchmarks/bench_train.py [--repeats 5] [--trials 64] [--skip-large]
+
+Workloads (issue 6): W1 = MNIST-1D (4000 train, 40 standardized features), MLP 40-256-256-10,
+ReLU, He init, Adam 1e-3, batch 128, 30 epochs. S = `--trials` W1 runs whose learning rate,
+weight decay and seed differ, run one after another in one process. L = MLP 784-2048-2048-10 on
+60,000 synthetic examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios;
+docs/performance.md records a run. Run it on a quiet machine: timings are wall clock.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+W1 = dict(epochs=30, batch=128, width=256, lr=1e-3)
+
+
+def w1_overrides(extra=()):
+    return ["data=mnist1d", "model=mlp", "model.depth=2", "model.width=256", "activation=relu",
+            "init=he_normal", "optimizer=adam", "optimizer.lr=0.001", "trainer.batch_size=128",
+            "trainer.epochs=30", "trainer.progress=false", *extra]
+
+
+def load_w1():
+    from runner.config import validate
+    from runner.data import load_dataset
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import compose
+    cfg = validate(compose(w1_overrides()))
+    return cfg, load_dataset(cfg.data)
+
+
+# ------------------------------------------------------------------------------ the runner
+def runner_fit(cfg, ds):
+    from runner import app
+    r = app.fit(cfg, ds)
+    return r.metrics["train_time"], r.metrics["compile_time"], r.metrics["best_val_acc"]
+
+
+# ------------------------------------------------------------- a minimal hand-written JAX loop
+def scan_loop(x, y, epochs, batch, width, lr, seed=0):
+    """The shortest fast JAX loop we know: params as a list, one jitted epoch = lax.scan over
+    permuted batches (full batches only), optax.adam. No validation, no metrics but the loss."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def init(key):
+        sizes = [x.shape[1], width, width, 10]
+        keys = jax.random.split(key, len(sizes) - 1)
+        he = jax.nn.initializers.he_normal()
+        return [(he(k, (a, b)), jnp.zeros(b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+    def loss_fn(params, xb, yb):
+        h = xb
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        w, b = params[-1]
+        return optax.softmax_cross_entropy_with_integer_labels(h @ w + b, yb).mean()
+
+    tx = optax.adam(lr)
+    steps = len(x) // batch
+
+    @jax.jit
+    def epoch(params, opt, key, x, y):
+        perm = jax.random.permutation(key, len(x))[:steps * batch].reshape(steps, batch)
+
+        def step(carry, idx):
+            params, opt = carry
+            loss, g = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
+            upd, opt = tx.update(g, opt, params)
+            return (optax.apply_updates(params, upd), opt), loss
+        (params, opt), losses = jax.lax.scan(step, (params, opt), perm)
+        return params, opt, losses.mean()
+
+    x, y = jnp.asarray(x), jnp.asarray(y)
+    key = jax.random.PRNGKey(seed)
+    params = jax.jit(init)(key)
+    opt = tx.init(params)
+    t0 = time.perf_counter()
+    epoch.lower(params, opt, key, x, y).compile()
+    compile_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        params, opt, loss = epoch(params, opt, jax.random.fold_in(key, e), x, y)
+    loss.block_until_ready()
+    return time.perf_counter() - t0, compile_s, float(loss)
+
+
+# ------------------------------------------------------------------- a plain PyTorch eager loop
+def torch_loop(x, y, epochs, batch, width, lr, seed=0):
+    import torch
+    torch.manual_seed(seed)
+    torch.set_num_threads(os.cpu_count() or 1)
+    x, y = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long)
+    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], width), torch.nn.ReLU(),
+                                torch.nn.Linear(width, width), torch.nn.ReLU(),
+                                torch.nn.Linear(width, 10))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            torch.nn.init.zeros_(m.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for i in range(0, len(x) - batch + 1, batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t0, 0.0, float(loss.detach())
+
+
+TORCH_SCRIPT = """
+import sys, time, numpy as np
+sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
+from bench_train import torch_loop, load_w1
+cfg, ds = load_w1()
+torch_loop(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, 30, 128, 256, 1e-3)
+"""
+
+
+def whole_process(cmd, env=None):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **(env or {})},
+                   cwd="/tmp")
+    return time.perf_counter() - t0
+
+
+def matmul_peak(n=2048, repeats=5):
+    """fp32 GFLOP/s of one large jnp matmul: the machine's practical peak for this JAX."""
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        f(a).block_until_ready()
+        ts.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(ts) / 1e9
+
+
+def med(fn, repeats):
+    runs = [fn() for _ in range(repeats)]
+    return [statistics.median(col) for col in zip(*runs)]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--skip-large", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("RUNNER_CACHE_DIR", str(Path.home() / ".cache" / "runner"))
+    cfg, ds = load_w1()
+    x, y = ds.x_train.reshape(len(ds.x_train), -1), ds.y_train
+    n_samples = len(x) * W1["epochs"]
+    peak = matmul_peak()
+    print(f"machine: {os.cpu_count()} cores; fp32 matmul peak {peak:.1f} GFLOP/s")
+    # Forward+backward of the W1 MLP: 6 flops per weight per example.
+    w1_flops = 6 * (40 * 256 + 256 * 256 + 256 * 10) * n_samples
+
+    _, r_comp, _ = runner_fit(cfg, ds)  # compiles; the timed runs reuse it, as a sweep would
+    r_train, _, r_acc = med(lambda: runner_fit(cfg, ds), args.repeats)
+    s_train, s_comp, _ = med(lambda: scan_loop(x, y, **W1), args.repeats)
+    rows = [("runner (in-process, train only)", r_train), ("hand-written lax.scan loop", s_train)]
+    try:
+        t_train, _, _ = med(lambda: torch_loop(x, y, **W1), args.repeats)
+        rows.append(("PyTorch eager loop", t_train))
+    except ImportError:
+        t_train = None
+        print("torch not installed: pip install torch==2.13.0 for the PyTorch column")
+    print("\nW1: MNIST-1D MLP 40-256-256-10, Adam, batch 128, 30 epochs "
+          f"(median of {args.repeats})")
+    for name, t in rows:
+        print(f"  {name:34s} {t:7.3f} s  {n_samples / t:10.0f} samples/s  "
+              f"{100 * w1_flops / t / 1e9 / peak:5.1f}% of peak")
+    print(f"  compile: runner {r_comp:.2f} s (first run), scan loop {s_comp:.2f} s")
+    print(f"  ratio runner/scan {r_train / s_train:.2f}"
+          + (f", runner/torch {r_train / t_train:.2f}" if t_train else ""))
+
+    runner_cmd = [str(ROOT / ".venv" / "bin" / "runner"), *w1_overrides(["trainer.plot=false"]),
+                  "hydra.run.dir=/tmp/bench_run"]
+    cold = statistics.median([whole_process(runner_cmd, {"RUNNER_JAX_CACHE": "off"})
+                              for _ in range(3)])
+    warm = statistics.median([whole_process(runner_cmd) for _ in range(3)])
+    print(f"\nwhole process `runner` W1: {cold:.2f} s without the compilation cache, "
+          f"{warm:.2f} s with it (median of 3)")
+    if t_train is not None:
+        script = TORCH_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "benchmarks"))
+        tp = statistics.median([whole_process([sys.executable, "-c", script])
+                                for _ in range(3)])
+        print(f"whole process PyTorch script W1: {tp:.2f} s; runner/torch {warm / tp:.2f} "
+              f"(cache warm), {cold / tp:.2f} (cold)")
+
+    # S: trials that differ only in numbers reuse one compiled program.
+    from runner import app
+    import dataclasses
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for i in range(args.trials):
+        c = dataclasses.replace(
+            cfg, seed=i,
+            optimizer=dataclasses.replace(cfg.optimizer, lr=float(10 ** rng.uniform(-4, -2))),
+            regularization=dataclasses.replace(cfg.regularization,
+                                               weight_decay=float(10 ** rng.uniform(-6, -3))))
+        app.fit(c, ds)
+    s_runner = time.perf_counter() - t0
+    print(f"\nS{args.trials}: runner sequential in one process {s_runner:.1f} s "
+          f"({s_runner / args.trials:.3f} s/trial)")
+    if t_train is not None:
+        t0 = time.perf_counter()
+        for i in range(args.trials):
+            torch_loop(x, y, W1["epochs"], W1["batch"], W1["width"],
+                       float(10 ** rng.uniform(-4, -2)), seed=i)
+        s_torch = time.perf_counter() - t0
+        print(f"S{args.trials}: PyTorch sequential {s_torch:.1f} s; runner/torch "
+              f"{s_runner / s_torch:.2f}")
+
+    if not args.skip_large:
+        from runner.config import validate
+        sys.path.insert(0, str(ROOT / "tests"))
+        from conftest import compose
+        import jax.numpy as jnp  # noqa: F401 - JAX is initialised already
+        n, d = 60000, 784
+        xl = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
+        yl = (xl[:, :10].argmax(1)).astype(np.int32)
+        np.savez("/tmp/bench_large.npz", x=xl, y=yl)
+        cl = validate(compose(["data=npz", "data.path=/tmp/bench_large.npz",
+                               "data.preprocessing=none", "data.val_fraction=0.01",
+                               "data.test_fraction=0.01", "model.width=2048",
+                               "trainer.batch_size=512", "trainer.epochs=2",
+                               "trainer.progress=false", "trainer.diagnostics=false"]))
+        from runner.data import load_dataset
+        dl = load_dataset(cl.data)
+        app.fit(cl, dl)
+        lt, _, _ = med(lambda: runner_fit(cl, dl), 3)
+        flops = 6 * (d * 2048 + 2048 * 2048 + 2048 * 10) * len(dl.x_train) * 2
+        print(f"\nL: MLP 784-2048-2048-10, 60k examples, batch 512, 2 epochs: runner {lt:.2f} s, "
+              f"{flops / lt / 1e9:.1f} GFLOP/s = {100 * flops / lt / 1e9 / peak:.0f}% of peak")
+
+
+if __name__ == "__main__":
+    main()
