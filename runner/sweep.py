@@ -1,0 +1,466 @@
+"""Hyperparameter sweeps: the engine behind the Hydra sweeper plugin in
+hydra_plugins/runner_sweeper (selected with hydra/sweeper=runner|random|coarse_to_fine|tpe).
+
+A sweep plans its trials (runner.sweep_space), writes <sweep_dir>/trials.json before anything
+trains, then launches the trials one at a time through Hydra's launcher with their own job
+numbers, and after each one rewrites summary.json/summary.csv (runner.sweep_report). A trial that
+fails or diverges is recorded and the sweep goes on (Hydra's basic sweeper stops at the first
+failure: hydra issue 2284); the sweep fails (exit code 2) only when every trial failed, or at
+the first failure with hydra.sweeper.fail_fast=true.
+
+Options (hydra.sweeper.*): dry_run, fail_fast, resume=<sweep dir>, top_k, progress, plot, params
+(Hydra's sweep params as a dict); random/coarse_to_fine: n_trials, seed, stages; tpe: n_trials,
+seed, n_startup_trials. See docs/sweeps.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from runner.outputs import atomic_write, write_json
+from runner.sweep_report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
+                                 ranked, read_metrics, summary, sweep_mode, write_best,
+                                 write_summary)
+from runner.sweep_space import (TPE, Param, SweepError, describe_space, grid, import_optuna,
+                                narrow, parse_space, plan_text, rng_for, sample, space_from_json,
+                                space_json, with_extra)
+
+KINDS = ("grid", "random", "tpe")
+STAGE_KEYS = {"epochs", "n_trials", "top_k", "overrides"}
+DONE = ("completed", "diverged")  # a resumed sweep skips these trials and reruns the others
+
+
+def run_sweep(options: dict, arguments: list[str], *, config, hydra_context, launcher):
+    """What the plugin's Sweeper.sweep does: returns the JobReturns, like Hydra's sweepers."""
+    return Sweep(options, arguments, config=config, hydra_context=hydra_context,
+                 launcher=launcher).run()
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep directory
+
+def claim_dir(base: Path) -> Path:
+    """A sweep directory of our own: `base`, or base-1, base-2, ... if another sweep (or anything
+    else) is already there. Two sweeps started in the same second get different folders (hydra
+    issue 1607): a folder is ours when we create its multirun.yaml with O_EXCL, and only in a
+    folder that is new or empty."""
+    base = Path(base)
+    for i in range(10_000):
+        cand = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        cand.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(cand)
+        except FileExistsError:
+            try:
+                if not cand.is_dir() or any(cand.iterdir()):
+                    continue
+            except OSError:
+                continue
+        try:
+            os.close(os.open(cand / "multirun.yaml", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return cand
+    raise SweepError(f"no free sweep directory next to {base}")
+
+
+def _quote(value: str) -> str:
+    """A path as an override value in Hydra's grammar."""
+    if re.fullmatch(r"[A-Za-z0-9_./\-]+", value):
+        return value
+    return "'" + value.replace("\\'", "\\\\'").replace("'", "\\'") + "'"
+
+
+def _one_line(e: BaseException) -> str:
+    from runner.cli import describe
+    return describe(e).replace(" (rerun with --debug for the traceback)", "")
+
+
+def _numeric(v: str) -> bool:
+    try:
+        float(v)
+        return True
+    except ValueError:
+        return False
+
+
+# ---------------------------------------------------------------------------------------------
+
+class Sweep:
+    def __init__(self, options: dict, arguments: list[str], *, config, hydra_context, launcher):
+        self.opts = dict(options)
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = launcher
+        params = self.opts.get("params") or {}
+        self.arguments = [f"{k}={v}" for k, v in params.items()] + list(arguments)
+        self.kind = self.opts.get("kind", "grid")
+        self.stages: list[dict] = []
+        self.trials: list[dict] = []
+        self.space: list[Param] = []
+        self.rows: dict[int, dict] = {}
+        self.returns: list = []
+        self._checked: set = set()
+        self._checked_any = False
+        self.sweep_dir: Path | None = None
+        self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
+
+    # -- options --------------------------------------------------------------------------------
+    def _int_opt(self, name: str, minimum: int, default=None) -> int:
+        v = self.opts.get(name, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            raise SweepError(f"hydra.sweeper.{name}={v}: expected an integer >= {minimum}")
+        return v
+
+    def _stage_list(self) -> list[dict]:
+        raw = self.opts.get("stages")
+        top_k = self._int_opt("top_k", 1, 5)
+        if not raw:
+            n = (len(grid(self.space)) if self.kind == "grid"
+                 else self._int_opt("n_trials", 1, 20))
+            return [{"stage": 1, "n_trials": n, "epochs": None, "top_k": top_k,
+                     "overrides": [], "space": None}]
+        if self.kind != "random":
+            raise SweepError("hydra.sweeper.stages: coarse-to-fine stages need "
+                             "hydra/sweeper=random or coarse_to_fine")
+        if not isinstance(raw, list):
+            raise SweepError("hydra.sweeper.stages: expected a list like "
+                             "[{epochs: 3, n_trials: 16}, {epochs: 15, n_trials: 8, top_k: 4}]")
+        stages = []
+        for i, s in enumerate(raw, 1):
+            if not isinstance(s, dict) or set(s) - STAGE_KEYS or "n_trials" not in s:
+                raise SweepError(f"hydra.sweeper.stages[{i - 1}]={s}: expected a dict with "
+                                 f"n_trials and optionally epochs, top_k, overrides")
+            n, ep, k = s["n_trials"], s.get("epochs"), s.get("top_k", top_k)
+            for name, v in (("n_trials", n), ("epochs", ep), ("top_k", k)):
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                    raise SweepError(f"hydra.sweeper.stages[{i - 1}].{name}={v}: expected an "
+                                     f"integer >= 1")
+            extra = s.get("overrides") or []
+            if isinstance(extra, str):
+                extra = [extra]
+            stages.append({"stage": i, "n_trials": n, "epochs": ep, "top_k": k,
+                           "overrides": [str(o) for o in extra], "space": None})
+        return stages
+
+    @staticmethod
+    def _extra(stage: dict) -> list[str]:
+        return ([f"trainer.epochs={stage['epochs']}"] if stage.get("epochs") else []) + \
+            list(stage.get("overrides") or [])
+
+    # -- the plan ---------------------------------------------------------------------------------
+    def _new_plan(self) -> None:
+        if self.kind not in KINDS:
+            raise SweepError(f"hydra.sweeper.kind={self.kind}: choose one of {', '.join(KINDS)}")
+        loader = self.hydra_context.config_loader if self.hydra_context else None
+        self.space = parse_space(self.arguments, loader)
+        if self.kind in ("random", "tpe"):
+            self._int_opt("seed", 0, 0)
+        if self.kind == "tpe":
+            import_optuna()
+            self._int_opt("n_startup_trials", 0, 10)
+        self.stages = self._stage_list()
+        self.stages[0]["space"] = space_json(self.space)
+        if self.kind != "tpe":
+            self._plan_stage(self.stages[0], self.space)
+
+    def _plan_stage(self, stage: dict, space: list[Param]) -> None:
+        stage["space"] = space_json(space)
+        if self.kind == "grid":
+            planned = grid(space)
+        else:
+            planned = sample(space, stage["n_trials"], rng_for(self.opts.get("seed", 0),
+                                                               stage["stage"]))
+        job = len(self.trials)
+        extra = self._extra(stage)
+        new = [{"job": job + i, "stage": stage["stage"], "overrides": with_extra(ov, extra),
+                "params": params} for i, (ov, params) in enumerate(planned)]
+        self._check(new)
+        self.trials += new
+
+    def _check(self, trials: list[dict]) -> None:
+        """Compose the config of each trial that brings a new non-numeric key=value (a group
+        option, a string): a typo fails here, in one line, before anything trains."""
+        if self.hydra_context is None:
+            return
+        for t in trials:
+            pairs = set()
+            for o in t["overrides"]:
+                k, _, v = o.partition("=")
+                if not _numeric(v):
+                    pairs.add((k, v))
+            if pairs - self._checked or not self._checked_any:
+                self.hydra_context.config_loader.load_sweep_config(self.config,
+                                                                   list(t["overrides"]))
+                self._checked |= pairs
+                self._checked_any = True
+
+    def _plan_json(self) -> dict:
+        keep = ("n_trials", "seed", "top_k", "n_startup_trials")
+        return {"version": 1, "kind": self.kind, "created": self.created,
+                "arguments": self.arguments,
+                "options": {k: self.opts[k] for k in keep if k in self.opts},
+                "stages": self.stages, "trials": self.trials}
+
+    def _save_plan(self) -> None:
+        write_json(self.sweep_dir / "trials.json", self._plan_json())
+
+    def _load_plan(self, path: Path) -> None:
+        try:
+            plan = json.loads((path / "trials.json").read_text())
+        except FileNotFoundError:
+            raise SweepError(f"hydra.sweeper.resume={path}: no trials.json there (not a sweep "
+                             f"directory of runner's)") from None
+        except (OSError, ValueError) as e:
+            raise SweepError(f"hydra.sweeper.resume={path}: cannot read trials.json: {e}") \
+                from None
+        if self.arguments and self.arguments != plan["arguments"]:
+            raise SweepError(
+                f"hydra.sweeper.resume: the overrides differ from those of the sweep in {path} "
+                f"({' '.join(plan['arguments'])}); give the same ones, or none")
+        self.kind = plan["kind"]
+        self.arguments = plan["arguments"]
+        for k, v in plan.get("options", {}).items():
+            if k != "top_k":
+                self.opts[k] = v
+        self.created = plan.get("created", self.created)
+        self.stages = plan["stages"]
+        self.trials = plan["trials"]
+        self.space = space_from_json(self.stages[0]["space"])
+        if self.kind == "tpe":
+            import_optuna()
+
+    # -- dry run ----------------------------------------------------------------------------------
+    def _print_plan(self, done: set[int]) -> None:
+        print(plan_text(self.kind, self.opts.get("seed", 0), self.space, self.stages,
+                        self.trials, done), flush=True)
+
+    # -- running ------------------------------------------------------------------------------------
+    def _job_dir(self, job: int) -> Path:
+        return self.sweep_dir / str(job)
+
+    def _row_of_done(self, trial: dict, dirs: dict) -> dict | None:
+        run_dir = Path(dirs.get(trial["job"]) or self._job_dir(trial["job"]))
+        m = read_metrics(run_dir)
+        if m and m.get("status") in DONE:
+            return make_row(trial, run_dir, m)
+        return None
+
+    def _run_trial(self, trial: dict) -> dict:
+        job = trial["job"]
+        stale = self._job_dir(job)
+        if stale.is_dir():  # a trial cut short before (resume): start it afresh
+            shutil.rmtree(stale, ignore_errors=True)
+        overrides = list(trial["overrides"]) + [f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"]
+        t0 = time.perf_counter()
+        try:
+            ret = self.launcher.launch([overrides], initial_job_idx=job)[0]
+        except Exception as e:  # noqa: BLE001 - composing this trial failed: record it, go on
+            return make_row(trial, None, None, status="failed", error=_one_line(e),
+                            wall_time=time.perf_counter() - t0)
+        self.returns.append([ret])
+        wall = time.perf_counter() - t0
+        from hydra.core.utils import JobStatus
+        try:
+            run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
+        except Exception:  # noqa: BLE001
+            run_dir = self._job_dir(job)
+        metrics = read_metrics(run_dir)
+        if ret.status == JobStatus.COMPLETED:  # never touch ret.return_value (issue 2284)
+            row = make_row(trial, run_dir, metrics, status="completed", wall_time=wall)
+            if metrics is None and finite(ret._return_value):
+                row["objective"] = float(ret._return_value)
+        else:
+            err = ret._return_value
+            msg = _one_line(err) if isinstance(err, BaseException) else str(err)
+            row = make_row(trial, run_dir, metrics, status="failed", error=msg, wall_time=wall)
+        return row
+
+    def _stats(self) -> str:
+        rows = list(self.rows.values())
+        _, mode = sweep_mode(rows)
+        best = best_row(rows, mode)
+        bits = [f"best {best['objective']:.4g} (job {best['job']})" if best else "best -"]
+        for st in ("failed", "diverged"):
+            n = sum(r["status"] == st for r in rows)
+            if n:
+                bits.append(f"{n} {st}")
+        return " | ".join(bits)
+
+    def _write_summary(self, state: str) -> dict:
+        rows = [self.rows.get(t["job"]) or make_row(t) for t in self.trials]
+        summ = summary(rows, sweep_dir=self.sweep_dir, kind=self.kind, state=state,
+                       stages=[{k: v for k, v in s.items()} for s in self.stages])
+        write_summary(self.sweep_dir, summ)
+        return summ
+
+    def _record(self, row: dict, progress, task) -> None:
+        self.rows[row["job"]] = row
+        self._write_summary("running")
+        if row["status"] == "failed":
+            progress.console.print(f"[red]job {row['job']} failed:[/] {row['error']}",
+                                   highlight=False)
+        elif row["status"] == "diverged":
+            progress.console.print(f"[yellow]job {row['job']} diverged[/] at epoch "
+                                   f"{row.get('epochs_run')}: {row.get('reason')}",
+                                   highlight=False)
+        progress.update(task, advance=1, stats=self._stats())
+
+    def _next_stage_space(self, stage: dict) -> list[Param] | None:
+        prev = [self.rows[t["job"]] for t in self.trials
+                if t["stage"] == stage["stage"] - 1 and t["job"] in self.rows]
+        _, mode = sweep_mode(prev)
+        top = [r for r in ranked(prev, mode)
+               if r["status"] == "completed" and r["objective"] is not None][:stage["top_k"]]
+        if not top:
+            return None
+        prev_space = space_from_json(self.stages[stage["stage"] - 2]["space"])
+        return narrow(prev_space, [r["params"] for r in top])
+
+    def run(self):
+        resume = self.opts.get("resume")
+        dirs: dict = {}
+        if resume:
+            self.sweep_dir = Path(str(resume))
+            self._load_plan(self.sweep_dir)
+            try:
+                prev = json.loads((self.sweep_dir / "summary.json").read_text())
+                dirs = {r["job"]: r.get("dir") for r in prev.get("trials", [])}
+            except (OSError, ValueError):
+                dirs = {}
+            done = {t["job"]: r for t in self.trials if (r := self._row_of_done(t, dirs))}
+        else:
+            self._new_plan()
+            done = {}
+        if self.opts.get("dry_run"):
+            self._print_plan(set(done))
+            return []
+
+        from omegaconf import OmegaConf, open_dict
+        if not resume:
+            wanted = Path(str(self.config.hydra.sweep.dir))
+            self.sweep_dir = claim_dir(wanted)
+            atomic_write(self.sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
+            if self.sweep_dir != wanted:
+                print(f"sweep: {wanted} is taken; this sweep writes to {self.sweep_dir}",
+                      file=sys.stderr)
+        with open_dict(self.config):
+            self.config.hydra.sweep.dir = str(self.sweep_dir)  # the launcher's mkdir
+        self._save_plan()
+        self.rows.update(done)
+        return self._execute(bool(resume))
+
+    def _execute(self, resumed: bool):
+        from rich.console import Console
+        from rich.progress import Progress
+
+        from runner import progress as shared
+        total = sum(s["n_trials"] for s in self.stages)
+        # The ETA from the mean speed since the start (rich's default looks at the last 30 s
+        # only, which shows no ETA at all when each trial takes longer than that).
+        progress = Progress(*shared.columns(), console=Console(stderr=True),
+                            disable=not self.opts.get("progress", True), transient=False,
+                            speed_estimate_period=7 * 24 * 3600)
+        verb = "resuming" if resumed else "running"
+        progress.console.print(f"sweep: {verb} {total} trials ({self.kind}) in "
+                               f"[bold]{self.sweep_dir}[/]", highlight=False)
+        task = progress.add_task("sweep", total=total, unit="trial", stats=self._stats(),
+                                 completed=len(self.rows))
+        stopped = None
+        state = "interrupted"
+        progress.start()
+        shared.share(progress)
+        try:
+            if self.kind == "tpe":
+                stopped = self._run_tpe(progress, task)
+            else:
+                stopped = self._run_stages(progress, task)
+            state = "stopped" if stopped else "finished"
+        finally:
+            shared.share(None)
+            progress.stop()
+            summ = self._write_summary(state)
+        self._finish(summ, stopped)
+        return self.returns
+
+    def _run_stages(self, progress, task):
+        for stage in self.stages:
+            if not any(t["stage"] == stage["stage"] for t in self.trials):
+                space = self._next_stage_space(stage)
+                if space is None:
+                    progress.console.print(
+                        f"[yellow]stage {stage['stage']} skipped:[/] no trial of stage "
+                        f"{stage['stage'] - 1} completed", highlight=False)
+                    stage["skipped"] = True
+                    self._save_plan()
+                    progress.update(task, total=len(self.trials))
+                    break
+                self._plan_stage(stage, space)
+                self._save_plan()
+                progress.console.print(
+                    f"stage {stage['stage']}: " + "; ".join(describe_space(space)),
+                    highlight=False)
+            for t in self.trials:
+                if t["stage"] != stage["stage"] or t["job"] in self.rows:
+                    continue
+                row = self._run_trial(t)
+                self._record(row, progress, task)
+                if row["status"] == "failed" and self.opts.get("fail_fast"):
+                    return row
+        return None
+
+    def _run_tpe(self, progress, task):
+        n_total = self._int_opt("n_trials", 1, 20)
+        tpe = TPE(self.space, seed=self.opts.get("seed", 0),
+                  n_startup_trials=self.opts.get("n_startup_trials", 10))
+        for t in list(self.trials):  # a resumed sweep: its trials so far, rerun where unfinished
+            if t["job"] not in self.rows:
+                row = self._run_trial(t)
+                self._record(row, progress, task)
+                if row["status"] == "failed" and self.opts.get("fail_fast"):
+                    return row
+            tpe.add(t["params"], self.rows[t["job"]])
+        while len(self.trials) < n_total:
+            trial, (overrides, params) = tpe.ask()
+            t = {"job": len(self.trials), "stage": 1, "overrides": overrides, "params": params}
+            self._check([t])
+            self.trials.append(t)
+            self._save_plan()
+            row = self._run_trial(t)
+            self._record(row, progress, task)
+            tpe.tell(trial, row)
+            if row["status"] == "failed" and self.opts.get("fail_fast"):
+                return row
+        return None
+
+    # -- the end ------------------------------------------------------------------------------------
+    def _finish(self, summ: dict, stopped: dict | None) -> None:
+        from rich.console import Console
+        console = Console()
+        groups = set()
+        try:
+            groups = {k for k in self.config.hydra.runtime.choices.keys()}
+        except Exception:  # noqa: BLE001
+            pass
+        best = write_best(self.sweep_dir, summ, groups)
+        plotted = False
+        if self.opts.get("plot", True) and summ["best"]:
+            try:
+                plotted = plot_topk(self.sweep_dir, summ, self._int_opt("top_k", 1, 5))
+            except Exception as e:  # noqa: BLE001 - a plot must not fail the sweep
+                print(f"sweep: topk.png not drawn: {_one_line(e)}", file=sys.stderr)
+        print_report(console, summ, self.sweep_dir, best, plotted)
+        rows = summ["trials"]
+        if stopped:
+            raise SweepError(f"sweep stopped at job {stopped['job']} (hydra.sweeper.fail_fast): "
+                             f"{stopped['error']}")
+        ran = [r for r in rows if r["status"] in FINAL]
+        if ran and all(r["status"] == "failed" for r in ran):
+            first = min(ran, key=lambda r: r["job"])
+            raise SweepError(f"sweep: all {len(ran)} trials failed; first error (job "
+                             f"{first['job']}): {first['error']}")
