@@ -84,9 +84,14 @@ def task(dcfg) -> float:
                                {"status": "failed", "error": f"{type(e).__name__}: {e}"})
         raise
     console = Console()
-    console.print(summary_table(result.metrics))
-    console.print(summary_line(result.metrics), highlight=False)
-    console.print(f"run directory: [bold]{run_dir}[/]")
+    if multirun:  # the sweep prints the table of all trials at the end
+        m = result.metrics
+        console.print(f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
+                      f"{m.get('best_' + m['monitor'])}, {run_dir}", highlight=False)
+    else:
+        console.print(summary_table(result.metrics))
+        console.print(summary_line(result.metrics), highlight=False)
+        console.print(f"run directory: [bold]{run_dir}[/]")
     return result.objective
 
 
