@@ -158,7 +158,9 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
     if m:
         group, value = m.group(1), m.group(2)
-        opts = _options(group)
+        listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
+        opts = ([o.strip() for o in listed.group(1).splitlines() if o.strip()] if listed
+                else _options(group))
         return f"{group}={value}: unknown option; choose one of {', '.join(opts)}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m:
