@@ -174,6 +174,29 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     return f"{type(e).__name__}: {first} (rerun with --debug for the traceback)"
 
 
+def subcommand(name: str, argv: list[str] | None, run, expected=()) -> int:
+    """The common shell of `runner NAME ...` commands: drops NAME and --debug from argv, calls
+    run(argv) -> exit code, and turns any error into one line (exit 2; --debug re-raises
+    unexpected ones). `expected` errors carry a message meant for the user as it is."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == name:
+        argv = argv[1:]
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return run(argv)
+    except SystemExit as e:  # argparse: --help, or a usage error it already printed
+        return int(e.code or 0)
+    except expected as e:
+        print(f"runner: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:  # noqa: BLE001 - every error becomes one line
+        if debug:
+            raise
+        print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
+        return EXIT_ERROR
+
+
 class _QuietHydraStderr:
     """stderr without the line Hydra writes before re-raising a failed job's exception
     ("Error executing job with overrides: ..."): we report the error itself in one line."""

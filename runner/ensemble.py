@@ -34,7 +34,6 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXIT_ERROR = 2
 ALIASES = {"val_acc": "best_val_acc", "val_loss": "best_val_loss", "val_rmse": "best_val_rmse",
            "acc": "best_val_acc", "loss": "best_val_loss", "rmse": "best_val_rmse"}
 SPLITS = ("test", "val")
@@ -438,43 +437,31 @@ def _parser():
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "ensemble":
-        argv = argv[1:]
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        args = _parser().parse_intermixed_args(argv)
-        report = ensemble(args.paths, top=args.top, metric=args.metric, split=args.split)
-        data = report.as_dict()
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_intermixed_args(argv)
+    report = ensemble(args.paths, top=args.top, metric=args.metric, split=args.split)
+    data = report.as_dict()
+    if args.out != "-":
+        from runner.outputs import write_json
+        out = Path(args.out) if args.out else Path(args.paths[0]) / "ensemble.json"
+        if not args.out and not Path(args.paths[0]).is_dir():
+            out = Path(args.paths[0]).parent / "ensemble.json"
+        try:
+            write_json(out, data)
+        except OSError as e:
+            raise EnsembleError(f"cannot write {out}: {e.strerror}") from e
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        render(report)
         if args.out != "-":
-            from runner.outputs import write_json
-            out = Path(args.out) if args.out else Path(args.paths[0]) / "ensemble.json"
-            if not args.out and not Path(args.paths[0]).is_dir():
-                out = Path(args.paths[0]).parent / "ensemble.json"
-            try:
-                write_json(out, data)
-            except OSError as e:
-                raise EnsembleError(f"cannot write {out}: {e.strerror}") from e
-        if args.json:
-            print(json.dumps(data, indent=2))
-        else:
-            render(report)
-            if args.out != "-":
-                print(f"wrote {out}")
-        return 0
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except EnsembleError as e:
-        print(f"runner: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as e:  # noqa: BLE001 - every error becomes one line
-        if debug:
-            raise
-        from runner.cli import describe
-        print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
-        return EXIT_ERROR
+            print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from runner.cli import subcommand
+    return subcommand("ensemble", argv, _main, expected=EnsembleError)
 
 
 if __name__ == "__main__":

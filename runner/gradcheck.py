@@ -51,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 EXIT_FAIL = 1
-EXIT_ERROR = 2
 THRESHOLD = 1e-6
 ROUNDOFF_MARGIN = 16.0  # the floor: |a - n| under 16 x the round-off passes at THRESHOLD
 STEP = 1e-6
@@ -452,25 +451,9 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "gradcheck":
-        argv = argv[1:]
-    debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
-    try:
-        args = _parser().parse_intermixed_args(argv)
-        return _run(args)
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except GradcheckError as e:
-        print(f"runner: error: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    except Exception as e:  # noqa: BLE001 - every error becomes one line
-        if debug:
-            raise
-        from runner.cli import describe
-        print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
-        return EXIT_ERROR
+    from runner.cli import subcommand
+    return subcommand("gradcheck", argv, lambda a: _run(_parser().parse_intermixed_args(a)),
+                      expected=GradcheckError)
 
 
 if __name__ == "__main__":
