@@ -47,12 +47,10 @@ def task(dcfg) -> float:
     from hydra.types import RunMode
     from rich.console import Console
 
-    from runner import app, outputs
+    from runner import outputs
     from runner.config import ConfigError, validate
     from runner.data import load_dataset
-    from runner.progress import Display, summary_line, summary_table
 
-    _enable_compilation_cache()
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
@@ -60,6 +58,11 @@ def task(dcfg) -> float:
     try:
         cfg = validate(dcfg)
         ds = load_dataset(cfg.data)
+        # JAX (~1 s to import) only once the config and data are known to be good: bad input
+        # is reported without it.
+        from runner import app
+        from runner.progress import Display, summary_line, summary_table
+        _enable_compilation_cache()
         overrides = " ".join(hc.overrides.task) or "defaults"
         with Display(cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1), enabled=cfg.trainer.progress,
                      title=f"job {hc.job.num}" if multirun else "train") as display:
