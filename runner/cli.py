@@ -3,6 +3,7 @@ validates, trains and writes the run directory. Errors become one line on stderr
 (a traceback only with --debug or HYDRA_FULL_ERROR=1)."""
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -177,6 +178,22 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     return f"{type(e).__name__}: {first} (rerun with --debug for the traceback)"
 
 
+class UsageError(Exception):
+    """A bad option of a subcommand, worded for the user."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad option as one line (UsageError) instead of usage + exit 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+    def exit(self, status=0, message=None):
+        if message:
+            sys.stderr.write(message)
+        raise SystemExit(status)
+
+
 def subcommand(name: str, argv: list[str] | None, run, expected=()) -> int:
     """The common shell of `runner NAME ...` commands: drops NAME and --debug from argv, calls
     run(argv) -> exit code, and turns any error into one line (exit 2; --debug re-raises
@@ -190,7 +207,7 @@ def subcommand(name: str, argv: list[str] | None, run, expected=()) -> int:
         return run(argv)
     except SystemExit as e:  # argparse: --help, or a usage error it already printed
         return int(e.code or 0)
-    except expected as e:
+    except (UsageError, *expected) as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # noqa: BLE001 - every error becomes one line

@@ -34,6 +34,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.cli import OneLineParser
+
 ALIASES = {"val_acc": "best_val_acc", "val_loss": "best_val_loss", "val_rmse": "best_val_rmse",
            "acc": "best_val_acc", "loss": "best_val_loss", "rmse": "best_val_rmse"}
 SPLITS = ("test", "val")
@@ -400,18 +402,8 @@ def render(report: Report, console=None) -> None:
                       style="dim", highlight=False)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise EnsembleError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-    def exit(self, status=0, message=None):
-        if message:
-            sys.stderr.write(message)
-        raise SystemExit(status)
-
-
 def _parser():
-    p = _Parser(prog="runner ensemble", formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = OneLineParser(prog="runner ensemble", formatter_class=argparse.RawDescriptionHelpFormatter,
                 description=textwrap.fill(
                     "Average the predicted probabilities of a sweep's top-k trials (their saved "
                     "best weights) on the test split; report the ensemble's accuracy beside the "
@@ -461,7 +453,7 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from runner.cli import subcommand
-    return subcommand("ensemble", argv, _main, expected=EnsembleError)
+    return subcommand("ensemble", argv, _main, expected=(EnsembleError,))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,8 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner.cli import OneLineParser
+
 EXIT_FAIL = 1
 THRESHOLD = 1e-6
 ROUNDOFF_MARGIN = 16.0  # the floor: |a - n| under 16 x the round-off passes at THRESHOLD
@@ -327,18 +329,8 @@ def render(report: Report, console=None) -> None:
         highlight=False, style="dim")
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise GradcheckError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-    def exit(self, status=0, message=None):
-        if message:
-            sys.stderr.write(message)
-        raise SystemExit(status)
-
-
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="runner gradcheck", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "Compare the configured model's analytic gradient with centered finite differences "
@@ -453,7 +445,7 @@ def _run(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     from runner.cli import subcommand
     return subcommand("gradcheck", argv, lambda a: _run(_parser().parse_intermixed_args(a)),
-                      expected=GradcheckError)
+                      expected=(GradcheckError,))
 
 
 if __name__ == "__main__":
