@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from runner import diagnostics as diag
-from runner import outputs, train
+from runner import losses, outputs, train
 from runner.config import Config, ConfigError
 from runner.spec import Dataset, Spec, make_hparams, make_spec
 
@@ -35,7 +35,7 @@ class Result:
 
 
 def metric_name(spec: Spec) -> str:
-    return "acc" if spec.model.head in ("softmax", "sigmoid") else "rmse"
+    return losses.metric_name(spec.model.head)
 
 
 def resolve_monitor(cfg: Config, spec: Spec, ds: Dataset) -> tuple[str, str]:

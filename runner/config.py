@@ -15,7 +15,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 
 class ConfigError(ValueError):
@@ -338,7 +338,3 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.activation.lower > cfg.activation.upper:
         raise ConfigError(f"activation.lower={cfg.activation.lower:g}: must be <= "
                           f"activation.upper={cfg.activation.upper:g}")
-
-
-def to_dict(cfg) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
