@@ -88,21 +88,139 @@ def prepare(cfg: Config, ds: Dataset):
     return spec, hp, data
 
 
+class Tracker:
+    """One run's epoch-by-epoch bookkeeping: its curve rows, divergence, the best epoch and
+    early stopping. `fit` keeps one; a vectorised group (runner.vectorized) keeps one per member,
+    so every member decides exactly as it would alone."""
+
+    def __init__(self, cfg: Config, spec: Spec, ds: Dataset, initial: dict, names, warn):
+        self.cfg, self.spec = cfg, spec
+        self.monitor, self.mode = resolve_monitor(cfg, spec, ds)
+        self.metric = metric_name(spec)
+        self.has_val = len(ds.x_val) > 0
+        self.initial = initial
+        self.names = names
+        self.watcher = diag.Watcher(warn)
+        self.diag_rows: list[dict] = []
+        self.history: list[dict] = []
+        self.status, self.reason = "completed", None
+        self.best, self.best_epoch, self.since_best = None, 0, 0
+        self.stopped_early = False
+        self.abort_at = cfg.trainer.abort_factor * initial["train_loss"]
+
+    def update(self, ep: int, m: dict, elapsed: float) -> tuple[dict, bool, bool]:
+        """Take epoch `ep`'s host metrics; return (curve row, improved, done)."""
+        cfg, metric = self.cfg, self.metric
+        if "diag" in m:
+            new_rows = diag.rows(ep, self.names, m.pop("diag"))
+            self.diag_rows.extend(new_rows)
+            self.watcher.epoch(ep, new_rows)
+        row = {"epoch": ep, "step": ep * self.spec.steps_per_epoch, "lr": m["lr"],
+               "train_loss": m["train_loss"], f"train_{metric}": m["train_metric"],
+               "val_loss": m["val_loss"], f"val_{metric}": m["val_metric"],
+               "grad_norm": m["grad_norm"], "time": elapsed}
+        self.history.append(row)
+        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
+            self.status, self.reason = "diverged", "non-finite loss"
+        elif cfg.trainer.abort_factor > 0 and m["train_loss"] > self.abort_at:
+            self.status = "diverged"
+            self.reason = (f"training loss {m['train_loss']:.4g} > {cfg.trainer.abort_factor:g} x "
+                           f"initial {self.initial['train_loss']:.4g}")
+        if self.status == "diverged":
+            return row, False, True
+        reg = cfg.regularization
+        # Without a validation split the best epoch is the one with the lowest training loss.
+        value, vmode = (row[self.monitor], self.mode) if self.has_val else (row["train_loss"], "min")
+        improved = _improved(value, self.best, vmode, reg.min_delta)
+        if improved:
+            self.best, self.best_epoch, self.since_best = value, ep, 0
+        else:
+            self.since_best += 1
+        if reg.early_stopping and self.since_best > reg.patience:
+            self.stopped_early = True
+            return row, improved, True
+        return row, improved, ep >= cfg.trainer.epochs
+
+    @property
+    def restore(self) -> bool:
+        """Evaluate the best epoch's weights (early stopping's restore_best, or divergence)."""
+        reg = self.cfg.regularization
+        return reg.early_stopping and reg.restore_best or self.status == "diverged"
+
+    def result(self, ds: Dataset, ev: dict, best_state, *, n_params: int, times: dict,
+               warn, extra: dict | None = None) -> Result:
+        """The run's Result once training is over; `ev` evaluates the final weights (empty when
+        no epoch was finite)."""
+        cfg, spec, metric = self.cfg, self.spec, self.metric
+        history = self.history
+        last = history[-1]
+        best_epoch = self.best_epoch
+        best_row = history[best_epoch - 1] if best_epoch else {}
+        metrics = {
+            "status": self.status, "task": ds.task, "metric": metric, "monitor": self.monitor,
+            "mode": self.mode, "epochs": cfg.trainer.epochs, "epochs_run": len(history),
+            "iterations": len(history) * spec.steps_per_epoch,
+            "steps_per_epoch": spec.steps_per_epoch, "batch_size": spec.batch_size,
+            "n_train": len(ds.x_train), "n_val": len(ds.x_val), "n_test": len(ds.x_test),
+            "best_epoch": best_epoch or None, "stopped_early": self.stopped_early,
+            "diverged_epoch": len(history) if self.status == "diverged" else None,
+            "diverged_reason": self.reason,
+            "initial_train_loss": self.initial["train_loss"],
+            "initial_val_loss": self.initial["val_loss"],
+            f"best_val_{metric}": best_row.get(f"val_{metric}"),
+            "best_val_loss": best_row.get("val_loss"),
+            "best_train_loss": best_row.get("train_loss"),
+            f"best_train_{metric}": best_row.get(f"train_{metric}"),
+            "final_train_loss": last["train_loss"],
+            f"final_train_{metric}": last[f"train_{metric}"],
+            "final_val_loss": last["val_loss"], f"final_val_{metric}": last[f"val_{metric}"],
+            "test_loss": ev.get("test_loss"), f"test_{metric}": ev.get("test_metric"),
+            "eval_weights": ("best" if self.restore else "final") if best_epoch else None,
+            "initial_loss_expected": expected_initial_loss(spec),
+            "params": n_params, **times, **(extra or {}),
+        }
+        if cfg.trainer.overfit_batches and metric == "acc":
+            reached = ev.get("train_metric", 0.0) >= 0.999
+            metrics["overfit_train_acc"] = ev.get("train_metric")
+            metrics["overfit_reached"] = reached
+            if not reached:
+                warn(f"overfit check failed: {cfg.trainer.overfit_batches} batches "
+                     f"({len(ds.x_train)} examples) reached {ev.get('train_metric', 0):.3f} "
+                     f"training accuracy, not 100%: the model or the learning rate cannot fit "
+                     f"even a tiny set")
+        metrics["train_metric_eval"] = ev.get("train_metric")
+        return Result(status=self.status, metrics=metrics, history=history,
+                      best_state=best_state if best_epoch else None,
+                      diagnostics=self.diag_rows)
+
+
+def check_initial_loss(spec: Spec, initial: dict, warn) -> None:
+    expected = expected_initial_loss(spec)
+    if expected is not None and not 0.5 * expected <= initial["train_loss"] <= 2 * expected:
+        warn(f"initial loss {initial['train_loss']:.3g} is far from the expected "
+             f"{expected:.3g} (ln of the number of classes): check the initialization scale")
+
+
+class Warnings(list):
+    """The run's warnings, kept for metrics.json and passed on to a display as they come."""
+
+    def __init__(self, on_warn=None):
+        super().__init__()
+        self.on_warn = on_warn
+
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+        if self.on_warn:
+            self.on_warn(msg)
+
+
 def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None) -> Result:
     """Train; return the status, summary metrics and per-epoch history (no files written)."""
-    warnings: list[str] = []
-
-    def warn(msg):
-        warnings.append(msg)
-        if on_warn:
-            on_warn(msg)
-
+    warn = Warnings(on_warn)
     if cfg.trainer.overfit_batches:
         ds = overfit_subset(cfg, ds)
     spec, hp, data = prepare(cfg, ds)
-    monitor, mode = resolve_monitor(cfg, spec, ds)
-    metric = metric_name(spec)
-    reg = cfg.regularization
+    resolve_monitor(cfg, spec, ds)  # a bad monitor fails before compiling
     t_start = time.perf_counter()
 
     key = jax.random.PRNGKey(cfg.seed)
@@ -112,98 +230,33 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None)
     eval_exe, c_eval = train.compiled(train.evaluate_splits, spec, state, data, hp)
     compile_time = c_init + c_epoch + c_eval
     initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
-    expected = expected_initial_loss(spec)
-    if expected is not None and not 0.5 * expected <= initial["train_loss"] <= 2 * expected:
-        warn(f"initial loss {initial['train_loss']:.3g} is far from the expected "
-             f"{expected:.3g} (ln of the number of classes): check the initialization scale")
-    names = diag.layer_names(state["params"])
-    watcher = diag.Watcher(warn)
-    diag_rows: list[dict] = []
+    check_initial_loss(spec, initial, warn)
+    tracker = Tracker(cfg, spec, ds, initial, diag.layer_names(state["params"]), warn)
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(state["params"])))
     if on_start:
         on_start(spec, n_params, compile_time)
 
-    history, status, reason = [], "completed", None
-    abort_at = cfg.trainer.abort_factor * initial["train_loss"]
-    best, best_epoch, best_state, since_best, stopped_early = None, 0, state, 0, False
+    best_state = state
     t_train = time.perf_counter()
     for ep in range(1, cfg.trainer.epochs + 1):
         state, m = epoch_exe(state, data, hp)
-        m = _host(m)
-        if "diag" in m:
-            new_rows = diag.rows(ep, names, m.pop("diag"))
-            diag_rows.extend(new_rows)
-            watcher.epoch(ep, new_rows)
-        row = {"epoch": ep, "step": ep * spec.steps_per_epoch, "lr": m["lr"],
-               "train_loss": m["train_loss"], f"train_{metric}": m["train_metric"],
-               "val_loss": m["val_loss"], f"val_{metric}": m["val_metric"],
-               "grad_norm": m["grad_norm"], "time": time.perf_counter() - t_train}
-        history.append(row)
-        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
-            status, reason = "diverged", "non-finite loss"
-        elif cfg.trainer.abort_factor > 0 and m["train_loss"] > abort_at:
-            status = "diverged"
-            reason = (f"training loss {m['train_loss']:.4g} > {cfg.trainer.abort_factor:g} x "
-                      f"initial {initial['train_loss']:.4g}")
-        if status == "diverged":
-            if on_epoch:
-                on_epoch(row)
-            break
-        # Without a validation split the best epoch is the one with the lowest training loss.
-        value, vmode = (row[monitor], mode) if len(ds.x_val) else (row["train_loss"], "min")
-        if _improved(value, best, vmode, reg.min_delta):
-            best, best_epoch, best_state, since_best = value, ep, state, 0
-        else:
-            since_best += 1
+        row, improved, done = tracker.update(ep, _host(m), time.perf_counter() - t_train)
+        if improved:
+            best_state = state
         if on_epoch:
             on_epoch(row)
-        if reg.early_stopping and since_best > reg.patience:
-            stopped_early = True
+        if done:
             break
     train_time = time.perf_counter() - t_train
 
-    restore = reg.early_stopping and reg.restore_best or status == "diverged"
-    final_state = best_state if restore else state
+    final_state = best_state if tracker.restore else state
     # Nothing to evaluate when the first epoch already diverged.
-    ev = _host(eval_exe(final_state, data, hp)) if best_epoch else {}
-    last = history[-1]
-    best_row = history[best_epoch - 1] if best_epoch else {}
-    metrics = {
-        "status": status, "task": ds.task, "metric": metric, "monitor": monitor, "mode": mode,
-        "epochs": cfg.trainer.epochs, "epochs_run": len(history),
-        "iterations": len(history) * spec.steps_per_epoch,
-        "steps_per_epoch": spec.steps_per_epoch, "batch_size": spec.batch_size,
-        "n_train": len(ds.x_train), "n_val": len(ds.x_val), "n_test": len(ds.x_test),
-        "best_epoch": best_epoch or None, "stopped_early": stopped_early,
-        "diverged_epoch": len(history) if status == "diverged" else None,
-        "diverged_reason": reason,
-        "initial_train_loss": initial["train_loss"], "initial_val_loss": initial["val_loss"],
-        f"best_val_{metric}": best_row.get(f"val_{metric}"),
-        "best_val_loss": best_row.get("val_loss"),
-        "best_train_loss": best_row.get("train_loss"),
-        f"best_train_{metric}": best_row.get(f"train_{metric}"),
-        "final_train_loss": last["train_loss"], f"final_train_{metric}": last[f"train_{metric}"],
-        "final_val_loss": last["val_loss"], f"final_val_{metric}": last[f"val_{metric}"],
-        "test_loss": ev.get("test_loss"), f"test_{metric}": ev.get("test_metric"),
-        "eval_weights": ("best" if restore else "final") if best_epoch else None,
-        "initial_loss_expected": expected,
-        "params": n_params,
-        "wall_time": time.perf_counter() - t_start, "train_time": train_time,
-        "compile_time": compile_time,
-    }
-    if cfg.trainer.overfit_batches and metric == "acc":
-        reached = ev.get("train_metric", 0.0) >= 0.999
-        metrics["overfit_train_acc"] = ev.get("train_metric")
-        metrics["overfit_reached"] = reached
-        if not reached:
-            warn(f"overfit check failed: {cfg.trainer.overfit_batches} batches "
-                 f"({len(ds.x_train)} examples) reached {ev.get('train_metric', 0):.3f} "
-                 f"training accuracy, not 100%: the model or the learning rate cannot fit even "
-                 f"a tiny set")
-    metrics["train_metric_eval"] = ev.get("train_metric")
-    metrics["warnings"] = warnings
-    return Result(status=status, metrics=metrics, history=history,
-                  best_state=best_state if best_epoch else None, diagnostics=diag_rows)
+    ev = _host(eval_exe(final_state, data, hp)) if tracker.best_epoch else {}
+    times = {"wall_time": time.perf_counter() - t_start, "train_time": train_time,
+             "compile_time": compile_time}
+    result = tracker.result(ds, ev, best_state, n_params=n_params, times=times, warn=warn)
+    result.metrics["warnings"] = list(warn)
+    return result
 
 
 def overfit_subset(cfg: Config, ds: Dataset) -> Dataset:
