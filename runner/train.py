@@ -189,6 +189,39 @@ def train(spec: Spec, state, data, hp, epochs: int):
 
 
 # ---------------------------------------------------------------------------------------------
+# Vectorised runs: the same functions under jax.vmap over a leading "member" axis of states,
+# hyperparameters and keys; the data stay shared (in_axes None). runner.vectorized drives them.
+
+def init_states(spec: Spec, hps, seeds, data):
+    """Initial states of all members from their int32 seeds (keys as jax.random.PRNGKey(seed)
+    makes them, so a member starts exactly where a run alone with that seed does)."""
+    return jax.vmap(lambda hp, s: init_state(spec, hp, jax.random.PRNGKey(s), data))(hps, seeds)
+
+
+def _keep(active, new, old):
+    return jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, old)
+
+
+def epochs_masked(spec: Spec, states, data, hps, active):
+    """One epoch for every member; a member whose `active` is False (stopped early, diverged,
+    or done with its epochs) keeps its state unchanged. Its metrics are computed anyway (vmap
+    runs every member) and ignored by the host."""
+    def one(state, hp, act):
+        new, m = epoch(spec, state, data, hp)
+        return _keep(act, new, state), m
+    return jax.vmap(one)(states, hps, active)
+
+
+def evaluate_members(spec: Spec, states, data, hps):
+    return jax.vmap(lambda s, hp: evaluate_splits(spec, s, data, hp))(states, hps)
+
+
+def select_members(spec: Spec, take, new, old):
+    """Per member: `new` where take, else `old` (the best-so-far states)."""
+    return jax.vmap(_keep)(take, new, old)
+
+
+# ---------------------------------------------------------------------------------------------
 # One compiled executable per (function, spec, shapes), reused for the life of the process.
 
 _CACHE: dict = {}
@@ -203,7 +236,7 @@ def _signature(args):
 def compiled(fn, spec: Spec, *args, static=()):
     """The executable of jit(fn)(spec, *args, *static); compiles on first use. Returns
     (executable, seconds spent compiling now)."""
-    if fn is not init_state:
+    if fn not in (init_state, init_states):
         # Only init_state draws initial weights: other programs are shared across initializers.
         spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init="zeros"))
     key = (fn.__name__, spec, static, _signature(args))

@@ -1,0 +1,142 @@
+"""Vectorised trials: runs that share their structure train as one jax.vmap-ed program.
+
+Two runs share structure when they have the same Spec (architecture, widths, activation,
+initializer, optimizer and schedule families, batch size, data shapes) and the same data: they
+then differ only in numbers (learning rate, weight decay, momentum, dropout rate, seed, ...),
+which the core takes as traced hyperparameters, so one compiled program can carry a stacked
+"member" axis of parameters, optimizer states and RNG streams. Each member keeps its own
+app.Tracker: divergence, early stopping and the best epoch are decided per member exactly as
+in a run alone; a member that is done is frozen by masking while the others go on.
+
+The launcher plugin (hydra_plugins/runner_launcher) groups a batch of Hydra jobs with
+`plan_groups` and trains each group with `fit_group`; every job then writes its own run
+directory as if it had trained alone.
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from runner import app, train
+from runner import diagnostics as diag
+from runner.config import Config
+from runner.spec import Dataset, make_hparams, make_spec
+
+INT32 = 2 ** 31
+
+
+def group_key(cfg: Config, ds: Dataset):
+    """What must be equal for two runs to share one vmapped program (None: this run trains
+    alone: k-fold cross-validation runs its folds one by one, and seeds must fit in int32)."""
+    if cfg.trainer.cv_folds >= 2 or not -INT32 <= cfg.seed < INT32:
+        return None
+    fit_ds = app.overfit_subset(cfg, ds) if cfg.trainer.overfit_batches else ds
+    spec = make_spec(cfg, fit_ds)
+    shapes = tuple((k, np.shape(v)) for k, v in sorted(make_hparams(cfg, spec).items()))
+    return (repr(cfg.data), cfg.trainer.overfit_batches, spec, shapes)
+
+
+def plan_groups(keys: list) -> list[list[int]]:
+    """Indices of the runs, grouped by equal key in order of first appearance; a run whose key
+    is None is a group of its own."""
+    groups: dict = {}
+    out: list[list[int]] = []
+    for i, k in enumerate(keys):
+        if k is None:
+            out.append([i])
+        elif k in groups:
+            groups[k].append(i)
+        else:
+            groups[k] = [i]
+            out.append(groups[k])
+    return out
+
+
+def _member(tree, i: int) -> dict:
+    """Member i of the host copy of a stacked metrics dict, in fit's per-run form."""
+    return {k: (jax.tree_util.tree_map(lambda a: a[i], v) if isinstance(v, dict) else float(v[i]))
+            for k, v in tree.items()}
+
+
+def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
+              on_warn=None) -> list[app.Result]:
+    """Train runs of one structure (see group_key) together; return their Results, each equal
+    (within float tolerance) to what app.fit returns for that config alone.
+
+    on_start(spec, n_params, compile_time, n_members); on_epoch(epoch, n_active, rows) with
+    rows {member: curve row}; on_warn(member, message)."""
+    n = len(cfgs)
+    first = cfgs[0]
+    if first.trainer.overfit_batches:
+        ds = app.overfit_subset(first, ds)
+    spec, _, data = app.prepare(first, ds)
+    each = [make_hparams(c, spec) for c in cfgs]
+    hps = {k: jnp.asarray(np.stack([h[k] for h in each])) for k in each[0]}
+    seeds = jnp.asarray(np.array([c.seed for c in cfgs], np.int32))
+    warns = [app.Warnings((lambda m, i=i: on_warn(i, m)) if on_warn else None) for i in range(n)]
+    for c in cfgs:
+        app.resolve_monitor(c, spec, ds)  # a bad monitor fails before compiling
+    t_start = time.perf_counter()
+
+    init_exe, c_init = train.compiled(train.init_states, spec, hps, seeds, data)
+    states = init_exe(hps, seeds, data)
+    active = np.ones(n, bool)
+    epoch_exe, c_epoch = train.compiled(train.epochs_masked, spec, states, data, hps,
+                                        jnp.asarray(active))
+    eval_exe, c_eval = train.compiled(train.evaluate_members, spec, states, data, hps)
+    select_exe, c_sel = train.compiled(train.select_members, spec, jnp.asarray(active), states,
+                                       states)
+    compile_time = c_init + c_epoch + c_eval + c_sel
+    initial_all = jax.device_get(eval_exe(states, data, hps))  # host sync: the 3x-abort references
+    one = jax.tree_util.tree_map(lambda a: a[0], states["params"])
+    names = diag.layer_names(one)
+    n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(one)))
+    trackers = []
+    for i, c in enumerate(cfgs):
+        initial = _member(initial_all, i)
+        app.check_initial_loss(spec, initial, warns[i])
+        trackers.append(app.Tracker(c, spec, ds, initial, names, warns[i]))
+    if on_start:
+        on_start(spec, n_params, compile_time, n)
+
+    best = states
+    t_train = time.perf_counter()
+    for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
+        states, m = epoch_exe(states, data, hps, jnp.asarray(active))
+        m = jax.device_get(m)  # host sync point: one per epoch for the whole group
+        elapsed = time.perf_counter() - t_train
+        improved = np.zeros(n, bool)
+        rows = {}
+        for i in np.flatnonzero(active):
+            rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i), elapsed)
+            if done:
+                active[i] = False
+        if improved.any():
+            best = select_exe(jnp.asarray(improved), states, best)
+        if on_epoch:
+            on_epoch(ep, int(active.sum()), rows)
+        if not active.any():
+            break
+    train_time = time.perf_counter() - t_train
+
+    restore = np.array([t.restore for t in trackers])
+    final = select_exe(jnp.asarray(restore), best, states)
+    ev_all = jax.device_get(eval_exe(final, data, hps))
+    best_host = jax.device_get({"params": best["params"], "batch_stats": best["batch_stats"]})
+    wall = time.perf_counter() - t_start
+    # Each member is charged its share of the group's time; the group's totals are kept too.
+    times = {"wall_time": wall / n, "train_time": train_time / n, "compile_time": compile_time / n}
+    group = {"members": n, "wall_time": wall, "train_time": train_time,
+             "compile_time": compile_time}
+    results = []
+    for i, tr in enumerate(trackers):
+        ev = _member(ev_all, i) if tr.best_epoch else {}
+        best_i = jax.tree_util.tree_map(lambda a: a[i], best_host) if tr.best_epoch else None
+        r = tr.result(ds, ev, best_i, n_params=n_params, times=times, warn=warns[i],
+                      extra={"vectorized": dict(group, member=i)})
+        r.metrics["warnings"] = list(warns[i])
+        results.append(r)
+    return results
