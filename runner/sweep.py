@@ -251,25 +251,44 @@ class Sweep:
             return make_row(trial, run_dir, m)
         return None
 
-    def _run_trial(self, trial: dict) -> dict:
-        job = trial["job"]
-        stale = self._job_dir(job)
-        if stale.is_dir():  # a trial cut short before (resume): start it afresh
-            shutil.rmtree(stale, ignore_errors=True)
-        overrides = list(trial["overrides"]) + [f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"]
+    def _batch_size(self, pending: int) -> int:
+        """How many trials to hand the launcher at once (hydra.sweeper.n_jobs)."""
+        n = self.opts.get("n_jobs")
+        if n is not None:
+            return self._int_opt("n_jobs", 1)
+        if type(self.launcher).__name__ == "BasicLauncher":
+            return 1
+        # TPE learns from finished trials: a whole stage at once would be a random search.
+        return min(pending, 8) if self.kind == "tpe" else max(pending, 1)
+
+    def _run_batch(self, trials: list[dict]) -> list[dict]:
+        """Launch trials with consecutive job numbers in one call; returns their rows. If the
+        launcher fails on the batch as a whole (a trial whose config does not compose), the
+        trials are launched one by one so that only the bad one is recorded as failed."""
+        for t in trials:
+            stale = self._job_dir(t["job"])
+            if stale.is_dir():  # a trial cut short before (resume): start it afresh
+                shutil.rmtree(stale, ignore_errors=True)
+        sweep_dir = f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"
         t0 = time.perf_counter()
         try:
-            ret = self.launcher.launch([overrides], initial_job_idx=job)[0]
-        except Exception as e:  # noqa: BLE001 - composing this trial failed: record it, go on
-            return make_row(trial, None, None, status="failed", error=_one_line(e),
-                            wall_time=time.perf_counter() - t0)
-        self.returns.append([ret])
-        wall = time.perf_counter() - t0
+            rets = self.launcher.launch([list(t["overrides"]) + [sweep_dir] for t in trials],
+                                        initial_job_idx=trials[0]["job"])
+        except Exception as e:  # noqa: BLE001 - composing a trial failed: record it, go on
+            if len(trials) > 1:
+                return [row for t in trials for row in self._run_batch([t])]
+            return [make_row(trials[0], None, None, status="failed", error=_one_line(e),
+                             wall_time=time.perf_counter() - t0)]
+        wall = (time.perf_counter() - t0) / len(trials)
+        self.returns.append(list(rets))
+        return [self._row_of(t, ret, wall) for t, ret in zip(trials, rets)]
+
+    def _row_of(self, trial: dict, ret, wall: float) -> dict:
         from hydra.core.utils import JobStatus
         try:
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
         except Exception:  # noqa: BLE001
-            run_dir = self._job_dir(job)
+            run_dir = self._job_dir(trial["job"])
         metrics = read_metrics(run_dir)
         if ret.status == JobStatus.COMPLETED:  # never touch ret.return_value (issue 2284)
             row = make_row(trial, run_dir, metrics, status="completed", wall_time=wall)
@@ -280,6 +299,25 @@ class Sweep:
             msg = _one_line(err) if isinstance(err, BaseException) else str(err)
             row = make_row(trial, run_dir, metrics, status="failed", error=msg, wall_time=wall)
         return row
+
+    def _run_trials(self, trials: list[dict], progress, task) -> dict | None:
+        """Run trials in launcher batches of consecutive job numbers, recording each; returns
+        the failed row that stops the sweep (fail_fast), if any."""
+        size = self._batch_size(len(trials))
+        batches: list[list[dict]] = []
+        for t in trials:
+            last = batches[-1] if batches else None
+            if last and len(last) < size and last[-1]["job"] + 1 == t["job"]:
+                last.append(t)
+            else:
+                batches.append([t])
+        for batch in batches:
+            for row in self._run_batch(batch):
+                self._record(row, progress, task)
+            failed = [r for r in (self.rows[t["job"]] for t in batch) if r["status"] == "failed"]
+            if failed and self.opts.get("fail_fast"):
+                return failed[0]
+        return None
 
     def _stats(self) -> str:
         rows = list(self.rows.values())
@@ -405,37 +443,40 @@ class Sweep:
                 progress.console.print(
                     f"stage {stage['stage']}: " + "; ".join(describe_space(space)),
                     highlight=False)
-            for t in self.trials:
-                if t["stage"] != stage["stage"] or t["job"] in self.rows:
-                    continue
-                row = self._run_trial(t)
-                self._record(row, progress, task)
-                if row["status"] == "failed" and self.opts.get("fail_fast"):
-                    return row
+            pending = [t for t in self.trials
+                       if t["stage"] == stage["stage"] and t["job"] not in self.rows]
+            stopped = self._run_trials(pending, progress, task)
+            if stopped:
+                return stopped
         return None
 
     def _run_tpe(self, progress, task):
         n_total = self._int_opt("n_trials", 1, 20)
         tpe = TPE(self.space, seed=self.opts.get("seed", 0),
                   n_startup_trials=self.opts.get("n_startup_trials", 10))
-        for t in list(self.trials):  # a resumed sweep: its trials so far, rerun where unfinished
-            if t["job"] not in self.rows:
-                row = self._run_trial(t)
-                self._record(row, progress, task)
-                if row["status"] == "failed" and self.opts.get("fail_fast"):
-                    return row
+        # A resumed sweep: its trials so far, rerun where unfinished.
+        stopped = self._run_trials([t for t in self.trials if t["job"] not in self.rows],
+                                   progress, task)
+        if stopped:
+            return stopped
+        for t in self.trials:
             tpe.add(t["params"], self.rows[t["job"]])
         while len(self.trials) < n_total:
-            trial, (overrides, params) = tpe.ask()
-            t = {"job": len(self.trials), "stage": 1, "overrides": overrides, "params": params}
-            self._check([t])
-            self.trials.append(t)
+            batch = []
+            for _ in range(min(self._batch_size(n_total - len(self.trials)),
+                               n_total - len(self.trials))):
+                trial, (overrides, params) = tpe.ask()
+                t = {"job": len(self.trials), "stage": 1, "overrides": overrides,
+                     "params": params}
+                self._check([t])
+                self.trials.append(t)
+                batch.append((trial, t))
             self._save_plan()
-            row = self._run_trial(t)
-            self._record(row, progress, task)
-            tpe.tell(trial, row)
-            if row["status"] == "failed" and self.opts.get("fail_fast"):
-                return row
+            stopped = self._run_trials([t for _, t in batch], progress, task)
+            for trial, t in batch:
+                tpe.tell(trial, self.rows[t["job"]])
+            if stopped:
+                return stopped
         return None
 
     # -- the end ------------------------------------------------------------------------------------

@@ -36,6 +36,10 @@ class GridConf:
     top_k: int = 5              # trials in topk.png (and a stage's default top_k)
     progress: bool = True       # the sweep's progress bar (done/total, best so far, ETA)
     plot: bool = True           # topk.png
+    # trials handed to the launcher at once: null = one at a time with hydra/launcher=basic
+    # (live per-trial progress), else a whole stage (vmap: the jobs it can group; joblib,
+    # submitit: the jobs that run in parallel). TPE asks for this many trials at a time.
+    n_jobs: Optional[int] = None
 
 
 @dataclass
