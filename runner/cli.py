@@ -18,6 +18,27 @@ SUBCOMMANDS = {"compare": "runner.compare", "best": "runner.compare", "plot": "r
 
 EXIT_ERROR = 2
 
+# Set by main() to the `runner` process that starts Hydra (host:pid) and inherited by the job
+# processes of Hydra's launchers (submitit's local and SLURM jobs, joblib's workers): a task that
+# finds another value runs detached from the sweep that shows the progress.
+MAIN_PROCESS_ENV = "RUNNER_MAIN_PROCESS"
+
+
+def _process_tag() -> str:
+    import socket
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _detached() -> bool:
+    """True in a job that a launcher runs in another process than the `runner` command."""
+    main_process = os.environ.get(MAIN_PROCESS_ENV)
+    return bool(main_process) and main_process != _process_tag()
+
+
+class JobError(RuntimeError):
+    """A detached job's error whose own exception would not survive pickling back to the sweep:
+    its message is already the one line that describe() gives."""
+
 
 def _cleanup(run_dir: Path) -> None:
     """A run refused before training leaves nothing behind that could look like a result."""
@@ -43,7 +64,69 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def task(dcfg) -> float:
+class _JobLog:
+    """What a detached job prints, instead of a live display of its own. joblib's workers share
+    the terminal that the sweep's progress bar is drawn on: each line first clears the bar's line
+    (the bar redraws itself below it). Into a log file (submitit's local and SLURM jobs): also one
+    plain line per epoch, so that `tail -f` shows the job's progress."""
+
+    def __init__(self, job, total_epochs: int, progress: bool):
+        from rich.console import Console
+        self.out, self.err = Console(), Console(stderr=True)
+        self.job, self.total = job, total_epochs
+        self.every_epoch = progress and not self.err.is_terminal
+        self.n = 0
+
+    @staticmethod
+    def _print(console, text: str) -> None:
+        if not console.is_terminal:
+            console.print(text, highlight=False)
+            return
+        with console.capture() as captured:
+            console.print(text, highlight=False)
+        # One write, so that the sweep's redraws cannot come between clearing and printing.
+        console.file.write("\r\x1b[2K" + captured.get())
+        console.file.flush()
+
+    def epoch(self, row: dict) -> None:
+        from runner.progress import epoch_stats
+        self.n += 1
+        if self.every_epoch:
+            self._print(self.err, f"job {self.job} epoch {self.n}/{self.total}: {epoch_stats(row)}")
+
+    def warn(self, msg: str) -> None:
+        self._print(self.err, f"[yellow]warning:[/] job {self.job}: {msg}")
+
+    def line(self, text: str) -> None:
+        self._print(self.out, text)
+
+
+def _job_failed(job, e: BaseException, *, trace: bool = False) -> None:
+    """A detached job's failure, in its log file (submitit, SLURM): the error's line, after the
+    traceback of an unexpected one. On a terminal (joblib) the sweep reports it."""
+    if sys.stderr.isatty():
+        return
+    if trace:
+        import traceback
+        traceback.print_exc()
+    print(f"job {job} failed: {describe(e)}", file=sys.stderr, flush=True)
+
+
+def _portable(e: BaseException) -> BaseException:
+    """`e` if it survives the trip back to the sweep through pickle, else a JobError with its
+    one-line description."""
+    import pickle
+    try:
+        pickle.loads(pickle.dumps(e))
+        return e
+    except Exception:  # noqa: BLE001 - any failure to round-trip
+        return JobError(describe(e))
+
+
+def task(dcfg, result=None) -> float:
+    """Hydra's task function: validate, load, train, write the run directory, print. With
+    `result` (a vectorised launcher already trained this job with others) only the writing and
+    printing are left."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from rich.console import Console
@@ -55,44 +138,63 @@ def task(dcfg) -> float:
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    # A job in a process of its own (joblib, submitit): no live display of its own, which would
+    # fight the sweep's bar for the terminal or fill a log file with redraws.
+    job_log = None
     started = False
     try:
         cfg = validate(dcfg)
-        ds = load_dataset(cfg.data)
-        # JAX (~1 s to import) only once the config and data are known to be good: bad input
-        # is reported without it.
-        from runner import app
-        from runner.progress import Display, summary_line, summary_table
-        _enable_compilation_cache()
-        overrides = " ".join(hc.overrides.task) or "defaults"
-        with Display(cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1), enabled=cfg.trainer.progress,
-                     title=f"job {hc.job.num}" if multirun else "train") as display:
-            def on_start(spec, n_params, compile_time):
-                nonlocal started
-                started = True
-                outputs.write_json(run_dir / "metrics.json", {"status": "running"})
-                display.start(spec, n_params, compile_time)
+        if multirun and _detached():
+            job_log = _JobLog(hc.job.num, cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1),
+                              cfg.trainer.progress)
+        if result is None:
+            ds = load_dataset(cfg.data)
+            # JAX (~1 s to import) only once the config and data are known to be good: bad
+            # input is reported without it.
+            from runner import app
+            from runner.progress import Display
+            _enable_compilation_cache()
+            with Display(cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1),
+                         enabled=cfg.trainer.progress and job_log is None,
+                         title=f"job {hc.job.num}" if multirun else "train") as display:
+                def on_start(spec, n_params, compile_time):
+                    nonlocal started
+                    started = True
+                    outputs.write_json(run_dir / "metrics.json", {"status": "running"})
+                    display.start(spec, n_params, compile_time)
 
-            result = app.run(cfg, ds, on_epoch=display.epoch, on_start=on_start,
-                                 on_warn=display.warn)
-        app.write_run(run_dir, result, title=overrides, plot=cfg.trainer.plot)
+                result = app.run(cfg, ds, on_start=on_start,
+                                 on_epoch=job_log.epoch if job_log else display.epoch,
+                                 on_warn=job_log.warn if job_log else display.warn)
+        from runner import app
+        plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
+        app.write_run(run_dir, result, title=" ".join(hc.overrides.task) or "defaults",
+                      plot=plot)
     except ConfigError as e:
         if started or multirun:
             outputs.write_json(run_dir / "metrics.json", {"status": "failed", "error": str(e)})
         else:
             _cleanup(run_dir)
+        if multirun and _detached():
+            _job_failed(hc.job.num, e)
+            raise _portable(e) from None
         raise
     except Exception as e:
         if run_dir.is_dir():
             outputs.write_json(run_dir / "metrics.json",
                                {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+        if multirun and _detached():
+            _job_failed(hc.job.num, e, trace=True)
+            raise _portable(e) from None
         raise
     console = Console()
     if multirun:  # the sweep prints the table of all trials at the end
         m = result.metrics
-        console.print(f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
-                      f"{m.get('best_' + m['monitor'])}, {run_dir}", highlight=False)
+        line = (f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
+                f"{m.get('best_' + m['monitor'])}, {run_dir}")
+        job_log.line(line) if job_log else console.print(line, highlight=False)
     else:
+        from runner.progress import summary_line, summary_table
         console.print(summary_table(result.metrics))
         console.print(summary_line(result.metrics), highlight=False)
         console.print(f"run directory: [bold]{run_dir}[/]")
@@ -156,8 +258,10 @@ def _unknown_key(key: str, argv: list[str]) -> str:
 def describe(e: BaseException, argv: list[str] = ()) -> str:
     """One line for any error: the key, the value and what is allowed where we can tell."""
     from runner.config import ConfigError
-    if isinstance(e, ConfigError):
+    if isinstance(e, (ConfigError, JobError)):
         return str(e)
+    if type(e).__module__.startswith("submitit"):
+        return _submitit_error(e)
     text = str(e)
     m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
     if m:
@@ -176,6 +280,37 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     if type(e).__module__.startswith(("hydra", "omegaconf")):
         return first
     return f"{type(e).__name__}: {first} (rerun with --debug for the traceback)"
+
+
+def _last_line(text: str) -> str:
+    """The last non-blank line of a log or traceback, without glog's "F1122 07:40:11.648 123
+    file.cc:234] " prefix (XLA's fatal errors)."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and set(ln.strip()) != {"-"}]
+    return re.sub(r"^[FEWI]\d{4} [\d:.]+\s+\d+ \S+\] ", "", lines[-1]) if lines else ""
+
+
+def _submitit_error(e: BaseException) -> str:
+    """One line for a submitit job that failed outside the task (the task's own errors come back
+    as failed JobReturns): the job's last error line and its log file."""
+    text = str(e)
+    sep = "-" * 22 + "\n"
+    m = re.match(r"Job \S+ failed during processing with trace:\n", text)
+    if m and text.count(sep) >= 2:  # FailedJobError: the job raised; its traceback
+        trace = text.split(sep)[1]
+        log = re.search(r"at paths:\n\s*- (\S+)", text)
+        return (f"the job raised {_last_line(trace) or 'an error'}"
+                + (f" (log: {log.group(1)})" if log else ""))
+    m = re.match(r"Job (\S+) \(task: \S+\) with path (\S+)\nhas not produced any output "
+                 r"\(state: ([^)\n]*)\)", text)
+    if m:  # UncompletedJobError: the job process died (crash, OOM, time limit, scancel)
+        job, result, state = m.groups()
+        stream = text.split("-" * 40 + "\n", 1)[1] if "-" * 40 + "\n" in text else ""
+        last = _last_line(stream)
+        log = re.sub(r"_result\.pkl$", "_log.err", result)
+        return (f"job {job} ended without a result (state {state})"
+                + (f": {last}" if last else "") + f" (log: {log})")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
 
 class UsageError(Exception):
@@ -244,6 +379,7 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
+    os.environ[MAIN_PROCESS_ENV] = _process_tag()
     # Make Hydra raise instead of printing its own multi-line report: we print one line, or
     # (--debug) let the traceback through.
     os.environ["HYDRA_FULL_ERROR"] = "1"

@@ -169,7 +169,8 @@ class TrainerConfig:
     diagnostics: bool = knob(True, doc="per-layer norms, ratios, activation stats and warnings")
     overfit_batches: int = knob(0, ge=0, doc="train on this many fixed batches only (0: off)")
     progress: bool = knob(True, doc="show the live progress display")
-    plot: bool = knob(True, doc="draw curves.png")
+    plot: Union[bool, str] = knob("auto", doc="draw curves.png (auto: for a single run, not for "
+                                  "sweep trials; `runner plot RUN` draws one later)")
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,10 @@ def _coerce(value, typ, meta, key):
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, meta, key)
+    if origin is Union and bool in args:  # bool | 'auto': trainer.plot
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ConfigError(f"{key}={_fmt(value)}: expected true, false or auto")
     if origin is Union:  # int | str: only trainer.batch_size, which also takes 'full'
         if isinstance(value, str):
             if value == "full":

@@ -71,13 +71,20 @@ class Display:
         # Printed above the live line; always shown, even with the progress display off.
         self.progress.console.print(f"[yellow]warning:[/] {msg}", highlight=False)
 
+    def advance(self, epochs: int, stats: str) -> None:
+        self.progress.update(self.task, advance=epochs, stats=stats)
+
     def epoch(self, row: dict) -> None:
-        # Kept short to fit 100 columns: each pair is train|validation.
-        m = "acc" if "val_acc" in row else "rmse"
-        stats = (f"loss {_f(row['train_loss'], 3)}[dim]|[/]{_f(row['val_loss'], 3)} "
-                 f"{m} {_f(row[f'train_{m}'], 3)}[dim]|[/]{_f(row[f'val_{m}'], 3)} "
-                 f"lr {_f(row['lr'], 3)}")
-        self.progress.update(self.task, advance=1, stats=stats)
+        self.progress.update(self.task, advance=1, stats=epoch_stats(row))
+
+
+def epoch_stats(row: dict) -> str:
+    """An epoch's numbers in one short line (rich markup): each pair is train|validation."""
+    # Kept short to fit 100 columns.
+    m = "acc" if "val_acc" in row else "rmse"
+    return (f"loss {_f(row['train_loss'], 3)}[dim]|[/]{_f(row['val_loss'], 3)} "
+            f"{m} {_f(row[f'train_{m}'], 3)}[dim]|[/]{_f(row[f'val_{m}'], 3)} "
+            f"lr {_f(row['lr'], 3)}")
 
 
 def summary_table(metrics: dict) -> Table:

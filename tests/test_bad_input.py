@@ -45,6 +45,7 @@ def bad(args, tmp_path, env=None):
     (["trainer.epoch=5"], ["trainer.epoch", "not a setting of trainer=default", "epochs"]),
     (["activation.alpha=2"], ["activation.alpha", "activation=relu", "activation=elu"]),
     (["regularization.batchnorm=maybe"], ["regularization.batchnorm='maybe'", "true or false"]),
+    (["trainer.plot=sometimes"], ["trainer.plot='sometimes'", "true, false or auto"]),
     (["model=cnn", "data=iris"], ["model=cnn", "data=iris", "tabular"]),
     (["trainer.batch_size=5000"], ["trainer.batch_size=5000", "training examples"]),
     (["data=iris", "data.task=binary"], ["data.task=binary", "3 classes"]),

@@ -1,0 +1,178 @@
+"""Vectorised trials: runner.vectorized trains runs of one structure as one vmapped program, and
+hydra/launcher=vmap (hydra_plugins/runner_launcher) uses it for the batches a sweeper launches.
+
+The core promise: every member ends exactly where the same config trained alone ends (same
+seed, same numbers within float tolerance), including members that diverge or stop early
+while the others go on."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import compose
+
+# momentum, not Adam: with batch norm, the Dense bias before it has a zero gradient, and Adam
+# scales the float noise of a zero gradient up to full lr-sized steps: any change of summation
+# order (vmap's, another machine's) then moves those biases apart. SGD keeps noise as noise.
+BASE = ["data.max_samples=200", "model.width=16", "trainer.batch_size=32", "trainer.epochs=5",
+        "trainer.progress=false", "trainer.plot=false", "optimizer=momentum",
+        "regularization.dropout=0.2", "regularization.batchnorm=true"]
+MEMBERS = [
+    ["optimizer.lr=0.01", "seed=0"],
+    ["optimizer.lr=0.1", "seed=1", "regularization.weight_decay=0.001",
+     "regularization.dropout=0.3"],
+    ["optimizer.lr=1000", "seed=2"],  # diverges in its first epoch
+    # stops at epoch 2: no epoch can improve by 10
+    ["optimizer.lr=0.03", "seed=3", "regularization.early_stopping=true",
+     "regularization.patience=0", "regularization.min_delta=10"],
+]
+
+
+def _cfg(overrides):
+    from runner.config import validate
+    return validate(compose(BASE + list(overrides)))
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """(configs, results of fit_group, results of app.run alone) for MEMBERS."""
+    from runner import app, vectorized
+    from runner.data import load_dataset
+    cfgs = [_cfg(m) for m in MEMBERS]
+    ds = load_dataset(cfgs[0].data)
+    seen = []
+    group = vectorized.fit_group(cfgs, ds,
+                                 on_epoch=lambda ep, n_active, rows: seen.append((ep, n_active)))
+    alone = [app.run(c, ds) for c in cfgs]
+    return cfgs, group, alone, seen
+
+
+def test_every_member_ends_where_its_run_alone_ends(runs):
+    _, group, alone, _ = runs
+    for i, (g, a) in enumerate(zip(group, alone)):
+        gm, am = g.metrics, a.metrics
+        for key in ("status", "epochs_run", "best_epoch", "iterations", "diverged_reason",
+                    "stopped_early", "n_params"):
+            assert gm.get(key) == am.get(key), (i, key, gm.get(key), am.get(key))
+        for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss",
+                    "final_val_loss"):
+            if am.get(key) is None:
+                assert gm.get(key) is None, (i, key)
+            else:
+                assert gm[key] == pytest.approx(am[key], rel=2e-5, abs=1e-6), (i, key)
+        assert len(g.history) == len(a.history)
+        for col in ("train_loss", "val_loss", "val_acc", "lr", "grad_norm"):
+            np.testing.assert_allclose([r[col] for r in g.history], [r[col] for r in a.history],
+                                       rtol=2e-5, atol=1e-6, err_msg=f"member {i} {col}")
+        if a.best_state is None:
+            assert g.best_state is None
+        else:  # the best epoch's weights, per member (what best_params.npz holds)
+            import jax
+            for x, y in zip(jax.tree_util.tree_leaves(g.best_state["params"]),
+                            jax.tree_util.tree_leaves(a.best_state["params"])):
+                np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+def test_members_that_stop_are_masked_while_the_others_train_on(runs):
+    _, group, _, seen = runs
+    assert [g.metrics["status"] for g in group] == ["completed", "completed", "diverged",
+                                                   "completed"]
+    assert [g.metrics["epochs_run"] for g in group] == [5, 5, 1, 2]
+    # the group's active count drops as members diverge (epoch 1), stop early (epoch 2) and
+    # finish their epochs (5)
+    assert seen == [(1, 3), (2, 2), (3, 2), (4, 2), (5, 0)]
+    for i, g in enumerate(group):
+        v = g.metrics["vectorized"]
+        assert v["members"] == 4 and v["member"] == i
+        # each member is charged its share of the group's time
+        assert g.metrics["train_time"] == pytest.approx(v["train_time"] / 4)
+        assert g.metrics["compile_time"] == pytest.approx(v["compile_time"] / 4)
+
+
+def test_group_key_separates_structures_and_joins_numbers():
+    from runner.data import load_dataset
+    from runner.vectorized import group_key, plan_groups
+    ds = load_dataset(_cfg([]).data)
+
+    def key(*o):
+        return group_key(_cfg(o), ds)
+    same = key("optimizer.lr=0.01", "seed=0")
+    # numbers the core traces: learning rate, seed, weight decay, dropout rate, momentum
+    assert key("optimizer.lr=0.3", "seed=7", "regularization.weight_decay=0.01",
+               "regularization.dropout=0.5", "optimizer.momentum=0.5") == same
+    # structure: widths, activation, optimizer family, schedule family, batch size, epochs
+    for other in (["model.width=8"], ["activation=tanh"], ["optimizer=adam"],
+                  ["schedule=cosine"], ["trainer.batch_size=16"], ["trainer.epochs=6"],
+                  ["data.max_samples=150"]):
+        assert key(*other) != same, other
+    # k-fold runs train their folds one by one; seeds outside int32 cannot be vmapped keys
+    assert key("trainer.cv_folds=2") is None and key("seed=4294967296") is None
+    assert plan_groups(["a", None, "b", "a", None, "b", "a"]) == [[0, 3, 6], [1], [2, 5], [4]]
+
+
+# ---------------------------------------------------------------------------------------------
+# hydra/launcher=vmap end to end
+
+RUNNER = [sys.executable, "-m", "runner"]
+QUICK = ["data=iris", "trainer.epochs=3", "trainer.progress=false", "optimizer=sgd"]
+
+
+def _load(path):
+    return json.loads(path.read_text())
+
+
+def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
+    d = tmp_path / "sweep"
+    p = subprocess.run(RUNNER + ["-m", "hydra/launcher=vmap", *QUICK, "optimizer.lr=-1,0.05,1e6",
+                                 "model.width=8,16", f"hydra.sweep.dir={d}"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr
+    rows = _load(d / "summary.json")["trials"]
+    # Hydra's grid order: lr varies slowest
+    assert [r["status"] for r in rows] == ["failed", "failed", "completed", "completed",
+                                           "diverged", "diverged"]
+    assert rows[0]["error"].startswith("optimizer.lr=-1.0: out of range")
+    assert _load(d / "0" / "metrics.json")["status"] == "failed"
+    for job in range(2, 6):  # two groups (width 8: jobs 2, 4; width 16: jobs 3, 5)
+        run = d / str(job)
+        m = _load(run / "metrics.json")
+        assert m["vectorized"]["members"] == 2
+        assert m["vectorized"]["member"] == (0 if job < 4 else 1)
+        for f in ("curves.csv", "diagnostics.csv", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+            assert (run / f).is_file(), f
+        assert not (run / "curves.png").exists()  # trainer.plot=auto: no PNG per sweep trial
+        assert len((run / "curves.csv").read_text().splitlines()) == 1 + m["epochs_run"]
+    assert (d / "best.yaml").is_file()
+
+    # the same job alone, with the basic launcher's single run: the same numbers
+    alone = tmp_path / "alone"
+    q = subprocess.run(RUNNER + [*QUICK, "optimizer.lr=0.05", "model.width=16",
+                                 f"hydra.run.dir={alone}"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert q.returncode == 0, q.stderr
+    a, v = _load(alone / "metrics.json"), _load(d / "3" / "metrics.json")
+    assert v["best_epoch"] == a["best_epoch"] and v["epochs_run"] == a["epochs_run"]
+    for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss"):
+        assert v[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), key
+    assert (alone / "curves.png").is_file()  # a single run still draws its plot
+
+
+def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
+    d = tmp_path / "sweep"
+    p = subprocess.run(RUNNER + ["-m", "hydra/launcher=vmap", "hydra/sweeper=random", *QUICK,
+                                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
+                                 "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+                                 f"hydra.sweep.dir={d}"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert p.returncode == 0, p.stderr
+    s = _load(d / "summary.json")
+    assert s["counts"]["completed"] == 4
+    lrs = [r["params"]["optimizer.lr"] for r in s["trials"]]
+    assert len(set(lrs)) == 4 and all(1e-3 <= lr <= 1e-1 for lr in lrs)
+    members = [_load(d / str(j) / "metrics.json")["vectorized"] for j in range(4)]
+    assert [m["members"] for m in members] == [2, 2, 2, 2]  # n_jobs=2: two launches of two
+    assert [m["member"] for m in members] == [0, 1, 0, 1]
