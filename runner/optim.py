@@ -134,8 +134,9 @@ def _is_static(flag) -> bool:
     return isinstance(flag, (bool, np.bool_))
 
 
-def penalty(params, mask, hp):
+def penalty(params, mask, hp, *, l1: bool = True, l2: bool = True):
     """``hp["l2"]/2 * sum(w^2) + hp["l1"] * sum(|w|)`` over the params where ``mask`` is True.
+    ``l1``/``l2`` False (static: the spec's) leave that term out of the program.
 
     The 1/2 convention makes the gradient of the L2 term ``l2 * w``. ``|w|`` is written as
     ``w * stop_gradient(sign(w))`` so that its gradient is ``sign(w)`` (0 at w = 0).
@@ -147,8 +148,12 @@ def penalty(params, mask, hp):
     # Python bools (the usual, static mask) select leaves; array flags (a traced mask) multiply.
     chosen = [w if _is_static(m) else w * jnp.asarray(m, w.dtype)
               for w, m in zip(leaves, flags) if not _is_static(m) or m]
+    total = jnp.zeros((), jnp.float32)
     if not chosen:
-        return jnp.zeros((), jnp.float32)
-    sq = sum(jnp.sum(jnp.square(w)) for w in chosen)
-    ab = sum(jnp.sum(w * jax.lax.stop_gradient(jnp.sign(w))) for w in chosen)
-    return 0.5 * hp["l2"] * sq + hp["l1"] * ab
+        return total
+    if l2:
+        total = total + 0.5 * hp["l2"] * sum(jnp.sum(jnp.square(w)) for w in chosen)
+    if l1:
+        total = total + hp["l1"] * sum(jnp.sum(w * jax.lax.stop_gradient(jnp.sign(w)))
+                                       for w in chosen)
+    return total

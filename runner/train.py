@@ -93,7 +93,8 @@ def train_epoch(spec: Spec, state, data, hp):
         def loss_fn(p):
             out, new_bs = _apply(spec, hp, p, batch_stats, xb, train=True, rng=key, mask=wb)
             data_loss = losses.weighted_mean(losses.per_example_loss(head, out, yb), wb)
-            return data_loss + optim.penalty(p, mask, hp), (data_loss, out, new_bs)
+            pen = optim.penalty(p, mask, hp, l1=spec.optim.l1, l2=spec.optim.l2)
+            return data_loss + pen, (data_loss, out, new_bs)
 
         (_, (data_loss, out, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         tx = optim.make_optimizer(spec.optim, hp, lr, mask)

@@ -316,3 +316,24 @@ def test_state_structure_independent_of_hp(name):
         return make_optimizer(spec, hp, hp["lr"] * 0.5, mask).update(G1, st, p)[1]
 
     assert jax.tree.structure(upd(hp_b, s_a)) == jax.tree.structure(s_a)
+
+
+def test_the_specs_penalty_flags_leave_a_term_out():
+    p, mask = params(), decay_mask(params())
+    hp = make_hp(l2=0.2, l1=0.3)
+    sq, ab = (W ** 2).sum(), np.abs(W).sum()
+    assert float(penalty(p, mask, hp)) == pytest.approx(0.1 * sq + 0.3 * ab, rel=1e-6)
+    assert float(penalty(p, mask, hp, l1=False)) == pytest.approx(0.1 * sq, rel=1e-6)
+    assert float(penalty(p, mask, hp, l2=False)) == pytest.approx(0.3 * ab, rel=1e-6)
+    assert float(penalty(p, mask, hp, l1=False, l2=False)) == 0.0
+    # the spec sets them from the config: a penalty whose rate is 0 is not in the program
+    from conftest import compose
+
+    from runner.config import validate
+    from runner.data import load_dataset
+    from runner.spec import make_spec as spec_of
+    for over, flags in (([], (False, False)), (["regularization=l2"], (False, True)),
+                        (["regularization=l1"], (True, False))):
+        cfg = validate(compose(["data=iris", *over]))
+        s = spec_of(cfg, load_dataset(cfg.data)).optim
+        assert (s.l1, s.l2) == flags, over
