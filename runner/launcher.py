@@ -2,6 +2,9 @@
 one JobReturn per job out, as Hydra's basic launcher returns them.
 
 1. Compose each job's config as the basic launcher does (same job numbers and directories).
+   Hydra composes every job from the YAML files (~0.3 s a job); jobs whose overrides differ
+   only in the values of plain keys are derived from the first one composed instead
+   (`_Composer`): the same config, at a fraction of the cost.
 2. Validate it and key it by structure (runner.vectorized.group_key); jobs with equal keys form
    groups of up to max_members, each trained as one vmapped program.
 3. Run every job through Hydra's run_job in job order: a job of a group only writes its run
@@ -21,11 +24,68 @@ log = logging.getLogger(__name__)
 
 def _task_config(sweep_config):
     """The job's config without its hydra node: what the task function receives."""
-    from omegaconf import open_dict, read_write
-    cfg = copy.deepcopy(sweep_config)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    from omegaconf import OmegaConf
+    # masked_copy, not a deepcopy of the whole thing: the hydra node is most of a job's config
+    return OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+
+
+class _Composer:
+    """Each job's config, as Hydra's `config_loader.load_sweep_config` composes it.
+
+    Composing runs the defaults list over the YAML files every time. An override of a plain
+    key (`optimizer.lr=0.1`, `seed=3`) cannot change the defaults list, so jobs that agree on
+    everything else (config groups, hydra.* settings, the set of keys they set) share a
+    template: the first such job, composed by Hydra; the others are a copy of it with their
+    values set by Hydra's own override code and their hydra.overrides / override_dirname
+    rewritten. Anything else, or any error, goes to Hydra's full composition."""
+
+    def __init__(self, launcher):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        self.loader = launcher.hydra_context.config_loader
+        self.master = launcher.config
+        self.parser = OverridesParser.create()
+        self.groups = set(self.master.hydra.runtime.choices.keys())
+        self.templates: dict = {}
+
+    def _is_value(self, o) -> bool:
+        from hydra.core.override_parser.types import OverrideType
+        key = o.key_or_group
+        return (o.type == OverrideType.CHANGE and o.package is None and not o.is_hydra_override()
+                and "/" not in key and key not in self.groups)
+
+    def compose(self, overrides: list[str]):
+        try:
+            parsed = self.parser.parse_overrides(overrides)
+            values = [o for o in parsed if self._is_value(o)]
+            sig = tuple((o.input_line if not self._is_value(o) else o.key_or_group)
+                        for o in parsed)
+        except Exception:  # noqa: BLE001 - Hydra reports it
+            return self.loader.load_sweep_config(self.master, overrides)
+        template = self.templates.get(sig)
+        if template is None:
+            sc = self.loader.load_sweep_config(self.master, overrides)
+            if all(k not in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
+                self.templates[sig] = sc
+            return copy.deepcopy(sc)
+        try:
+            return self._derive(template, parsed, values)
+        except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
+            return self.loader.load_sweep_config(self.master, overrides)
+
+    def _derive(self, template, parsed, values):
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from omegaconf import OmegaConf, open_dict
+        sc = copy.deepcopy(template)
+        ConfigLoaderImpl._apply_overrides_to_config(values, sc)
+        app = [o for o in parsed if not o.is_hydra_override()]
+        dirname = sc.hydra.job.config.override_dirname
+        with open_dict(sc.hydra):
+            sc.hydra.overrides.task = [o.input_line for o in app]
+            sc.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=app, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep,
+                exclude_keys=dirname.exclude_keys)
+        OmegaConf.copy_cache(from_config=self.master, to_config=sc)
+        return sc
 
 
 def _chunks(items: list, size: int) -> list[list]:
@@ -103,8 +163,9 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     configs = []
+    composer = _Composer(launcher)
     for i, overrides in enumerate(job_overrides):
-        sc = launcher.hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        sc = composer.compose(list(overrides))
         with open_dict(sc):
             sc.hydra.job.id = initial_job_idx + i
             sc.hydra.job.num = initial_job_idx + i

@@ -159,6 +159,17 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
     for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss"):
         assert v[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), key
     assert (alone / "curves.png").is_file()  # a single run still draws its plot
+    # job 3's config was derived from job 0's (runner.launcher._Composer), not composed from
+    # the YAML files: it is the config Hydra composes for those overrides
+    assert (d / "3" / ".hydra" / "config.yaml").read_text() == \
+        (alone / ".hydra" / "config.yaml").read_text()
+    import yaml
+    hy = yaml.safe_load((d / "3" / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    task = yaml.safe_load((d / "3" / ".hydra" / "overrides.yaml").read_text())
+    assert hy["overrides"]["task"] == task
+    assert sorted(task) == sorted(QUICK + ["optimizer.lr=0.05", "model.width=16"])
+    assert hy["job"]["override_dirname"] == ",".join(sorted(task))
+    assert hy["job"]["num"] == 3 and hy["runtime"]["output_dir"] == str(d / "3")
 
 
 def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
@@ -176,3 +187,35 @@ def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
     members = [_load(d / str(j) / "metrics.json")["vectorized"] for j in range(4)]
     assert [m["members"] for m in members] == [2, 2, 2, 2]  # n_jobs=2: two launches of two
     assert [m["member"] for m in members] == [0, 1, 0, 1]
+
+
+def test_composer_derives_hydras_own_configs():
+    """runner.launcher._Composer: jobs that differ only in plain values are copies of one
+    composed template with the values set; the result equals Hydra's full composition."""
+    import types
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from runner.help import conf_dir
+    from runner.launcher import _Composer
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/s"],
+                                       run_mode=RunMode.MULTIRUN)
+    composer = _Composer(types.SimpleNamespace(
+        config=master, hydra_context=types.SimpleNamespace(config_loader=loader)))
+    jobs = [["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
+            ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],      # derived from job 0
+            ["optimizer=adam", "optimizer.lr=0.2", "seed=1"],     # another group: composed
+            ["optimizer=sgd", "seed=2", "optimizer.lr=0.3"],      # another order: composed
+            ["optimizer=sgd", "optimizer.lr=0.4", "seed=3"]]      # derived again
+    for job in jobs:
+        got = OmegaConf.to_container(composer.compose(job))
+        assert got == OmegaConf.to_container(loader.load_sweep_config(master, job)), job
+    assert len(composer.templates) == 3
+    # a key Hydra refuses: Hydra's own error
+    from hydra.errors import ConfigCompositionException
+    with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
+        composer.compose(["optimizer=sgd", "optimizer.lrr=0.5", "seed=3"])
