@@ -2,15 +2,16 @@
 hydra_plugins/runner_sweeper (selected with hydra/sweeper=runner|random|coarse_to_fine|tpe).
 
 A sweep plans its trials (runner.sweep_space), writes <sweep_dir>/trials.json before anything
-trains, then launches the trials one at a time through Hydra's launcher with their own job
-numbers, and after each one rewrites summary.json/summary.csv (runner.sweep_report). A trial that
+trains, then launches the trials through Hydra's launcher in batches of hydra.sweeper.n_jobs
+(one at a time with the basic launcher, a whole stage with the others) with their own job
+numbers, and after each launch rewrites summary.json/summary.csv (runner.sweep_report). A trial that
 fails or diverges is recorded and the sweep goes on (Hydra's basic sweeper stops at the first
 failure: hydra issue 2284); the sweep fails (exit code 2) only when every trial failed, or at
 the first failure with hydra.sweeper.fail_fast=true.
 
 Options (hydra.sweeper.*): dry_run, fail_fast, resume=<sweep dir>, top_k, progress, plot, params
-(Hydra's sweep params as a dict); random/coarse_to_fine: n_trials, seed, stages; tpe: n_trials,
-seed, n_startup_trials. See docs/sweeps.md.
+(Hydra's sweep params as a dict), n_jobs; random/coarse_to_fine: n_trials, seed, stages; tpe:
+n_trials, seed, n_startup_trials. See docs/sweeps.md.
 """
 from __future__ import annotations
 
@@ -256,7 +257,8 @@ class Sweep:
         n = self.opts.get("n_jobs")
         if n is not None:
             return self._int_opt("n_jobs", 1)
-        if type(self.launcher).__name__ == "BasicLauncher":
+        # fail_fast promises that nothing runs after the first failure: one trial at a time.
+        if type(self.launcher).__name__ == "BasicLauncher" or self.opts.get("fail_fast"):
             return 1
         # TPE learns from finished trials: a whole stage at once would be a random search.
         return min(pending, 8) if self.kind == "tpe" else max(pending, 1)
@@ -314,6 +316,7 @@ class Sweep:
         for batch in batches:
             for row in self._run_batch(batch):
                 self._record(row, progress, task)
+            self._write_summary("running")  # once per launch: its trials finished together
             failed = [r for r in (self.rows[t["job"]] for t in batch) if r["status"] == "failed"]
             if failed and self.opts.get("fail_fast"):
                 return failed[0]
@@ -339,7 +342,6 @@ class Sweep:
 
     def _record(self, row: dict, progress, task) -> None:
         self.rows[row["job"]] = row
-        self._write_summary("running")
         if row["status"] == "failed":
             progress.console.print(f"[red]job {row['job']} failed:[/] {row['error']}",
                                    highlight=False)
