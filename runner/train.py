@@ -231,7 +231,9 @@ STATS = {"compiles": 0, "compile_time": 0.0}
 
 def _signature(args):
     leaves, tree = jax.tree_util.tree_flatten(args)
-    return tree, tuple((jnp.shape(a), jnp.result_type(a)) for a in leaves)
+    # The sharding too: a vmapped group's member axis may be split over devices.
+    return tree, tuple((jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None))
+                       for a in leaves)
 
 
 def compiled(fn, spec: Spec, *args, static=()):

@@ -61,6 +61,22 @@ def _member(tree, i: int) -> dict:
             for k, v in tree.items()}
 
 
+def _placement(n: int):
+    """(put, n_pad): put(tree, replicate=False) places arrays with their leading member axis
+    split over the local devices (or copies them to each: replicate); n_pad is n rounded up to
+    a multiple of the devices used. One device: plain device arrays."""
+    devices = jax.local_devices()[:n]
+    if len(devices) < 2:
+        return (lambda tree, replicate=False: jax.tree_util.tree_map(jnp.asarray, tree)), n
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    mesh = Mesh(np.array(devices), ("member",))
+    split, same = NamedSharding(mesh, PartitionSpec("member")), NamedSharding(mesh, PartitionSpec())
+
+    def put(tree, replicate=False):
+        return jax.device_put(tree, same if replicate else split)
+    return put, -(-n // len(devices)) * len(devices)
+
+
 def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
               on_warn=None) -> list[app.Result]:
     """Train runs of one structure (see group_key) together; return their Results, each equal
@@ -73,22 +89,29 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     if first.trainer.overfit_batches:
         ds = app.overfit_subset(first, ds)
     spec, _, data = app.prepare(first, ds)
-    each = [make_hparams(c, spec) for c in cfgs]
-    hps = {k: jnp.asarray(np.stack([h[k] for h in each])) for k in each[0]}
-    seeds = jnp.asarray(np.array([c.seed for c in cfgs], np.int32))
-    warns = [app.Warnings((lambda m, i=i: on_warn(i, m)) if on_warn else None) for i in range(n)]
     for c in cfgs:
         app.resolve_monitor(c, spec, ds)  # a bad monitor fails before compiling
+    # The member axis is sharded over the local devices (on a CPU: one per core, see
+    # cli._host_devices), padded to a multiple of their count with copies of member 0 that
+    # never train (inactive from the start).
+    put, n_pad = _placement(n)
+    each = [make_hparams(c, spec) for c in cfgs]
+    each += each[:1] * (n_pad - n)
+    hps = put({k: np.stack([h[k] for h in each]) for k in each[0]})
+    seeds = put(np.array([c.seed for c in cfgs] + [cfgs[0].seed] * (n_pad - n), np.int32))
+    data = put(data, replicate=True)
+    warns = [app.Warnings((lambda m, i=i: on_warn(i, m)) if on_warn else None) for i in range(n)]
     t_start = time.perf_counter()
 
     init_exe, c_init = train.compiled(train.init_states, spec, hps, seeds, data)
-    states = init_exe(hps, seeds, data)
-    active = np.ones(n, bool)
+    # Split over the devices whatever layout XLA chose for init's outputs: the programs below
+    # are compiled for (and keep) member-split states.
+    states = put(init_exe(hps, seeds, data))
+    active = np.arange(n_pad) < n
     epoch_exe, c_epoch = train.compiled(train.epochs_masked, spec, states, data, hps,
-                                        jnp.asarray(active))
+                                        put(active))
     eval_exe, c_eval = train.compiled(train.evaluate_members, spec, states, data, hps)
-    select_exe, c_sel = train.compiled(train.select_members, spec, jnp.asarray(active), states,
-                                       states)
+    select_exe, c_sel = train.compiled(train.select_members, spec, put(active), states, states)
     compile_time = c_init + c_epoch + c_eval + c_sel
     initial_all = jax.device_get(eval_exe(states, data, hps))  # host sync: the 3x-abort references
     one = jax.tree_util.tree_map(lambda a: a[0], states["params"])
@@ -105,25 +128,25 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     best = states
     t_train = time.perf_counter()
     for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
-        states, m = epoch_exe(states, data, hps, jnp.asarray(active))
+        states, m = epoch_exe(states, data, hps, put(active))
         m = jax.device_get(m)  # host sync point: one per epoch for the whole group
         elapsed = time.perf_counter() - t_train
-        improved = np.zeros(n, bool)
+        improved = np.zeros(n_pad, bool)
         rows = {}
         for i in np.flatnonzero(active):
             rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i), elapsed)
             if done:
                 active[i] = False
         if improved.any():
-            best = select_exe(jnp.asarray(improved), states, best)
+            best = select_exe(put(improved), states, best)
         if on_epoch:
             on_epoch(ep, int(active.sum()), rows)
         if not active.any():
             break
     train_time = time.perf_counter() - t_train
 
-    restore = np.array([t.restore for t in trackers])
-    final = select_exe(jnp.asarray(restore), best, states)
+    restore = np.array([t.restore for t in trackers] + [False] * (n_pad - n))
+    final = select_exe(put(restore), best, states)
     ev_all = jax.device_get(eval_exe(final, data, hps))
     best_host = jax.device_get({"params": best["params"], "batch_stats": best["batch_stats"]})
     wall = time.perf_counter() - t_start
