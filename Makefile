@@ -17,7 +17,7 @@ run: $(STAMP)
 	$(VENV)/bin/runner $(ARGS)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) outputs

@@ -98,7 +98,7 @@ def scan_loop(x, y, epochs, batch, width, lr, seed=0):
 
 
 # ------------------------------------------------------------------- a plain PyTorch eager loop
-def torch_loop(x, y, epochs, batch, width, lr, seed=0):
+def torch_loop(x, y, epochs, batch, width, lr, seed=0, wd=0.0):
     import torch
     torch.manual_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -110,7 +110,10 @@ def torch_loop(x, y, epochs, batch, width, lr, seed=0):
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             torch.nn.init.zeros_(m.bias)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    # The runner's regularization.weight_decay is AdamW's (w -= lr * wd * w; AdamW here also
+    # decays biases, which the runner leaves alone: the same work either way).
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd) if wd else \
+        torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     for _ in range(epochs):
@@ -131,6 +134,42 @@ from bench_train import torch_loop, load_w1
 cfg, ds = load_w1()
 torch_loop(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, 30, 128, 256, 1e-3)
 """
+
+
+def s_grid(n):
+    """n = 16 * k trials: 4 learning rates x 4 weight decays x k seeds."""
+    lrs = [1e-4, 3e-4, 1e-3, 3e-3]
+    wds = [1e-6, 1e-5, 1e-4, 1e-3]
+    return [(lr, wd, seed) for lr in lrs for wd in wds for seed in range(max(n // 16, 1))]
+
+
+def sweep_process(n, launcher):
+    """Wall time of the whole `runner -m` sweep of S_n, and what its trials' metrics say."""
+    import json
+    import shutil
+    lrs, wds, seeds = (sorted({t[i] for t in s_grid(n)}) for i in range(3))
+    d = Path(f"/tmp/bench_sweep_{launcher}")
+    shutil.rmtree(d, ignore_errors=True)
+    cmd = [str(ROOT / ".venv" / "bin" / "runner"), "-m", f"hydra/launcher={launcher}",
+           *w1_overrides(), "optimizer.lr=" + ",".join(map(str, lrs)),
+           "regularization.weight_decay=" + ",".join(map(str, wds)),
+           "seed=" + ",".join(map(str, seeds)), f"hydra.sweep.dir={d}",
+           "hydra.sweeper.progress=false"]
+    wall = whole_process(cmd)
+    train = comp = 0.0
+    groups, completed = set(), 0
+    for m in (json.loads(f.read_text()) for f in d.glob("*/metrics.json")):
+        completed += m["status"] == "completed"
+        v = m.get("vectorized")
+        if v:  # a group's totals, once per group
+            key = (v["members"], v["train_time"])
+            if key not in groups:
+                groups.add(key)
+                train, comp = train + v["train_time"], comp + v["compile_time"]
+        else:
+            groups.add(id(m))
+            train, comp = train + m["train_time"], comp + m["compile_time"]
+    return wall, dict(train=train, compile=comp, groups=len(groups), completed=completed)
 
 
 def whole_process(cmd, env=None):
@@ -164,6 +203,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--launchers", default="vmap,basic",
+                    help="launchers for the S sweep, comma-separated")
     ap.add_argument("--skip-large", action="store_true")
     args = ap.parse_args()
     os.environ.setdefault("RUNNER_CACHE_DIR", str(Path.home() / ".cache" / "runner"))
@@ -178,6 +219,7 @@ def main():
     _, r_comp, _ = runner_fit(cfg, ds)  # compiles; the timed runs reuse it, as a sweep would
     r_train, _, r_acc = med(lambda: runner_fit(cfg, ds), args.repeats)
     s_train, s_comp, _ = med(lambda: scan_loop(x, y, **W1), args.repeats)
+    results = {}
     rows = [("runner (in-process, train only)", r_train), ("hand-written lax.scan loop", s_train)]
     try:
         t_train, _, _ = med(lambda: torch_loop(x, y, **W1), args.repeats)
@@ -208,31 +250,32 @@ def main():
         print(f"whole process PyTorch script W1: {tp:.2f} s; runner/torch {warm / tp:.2f} "
               f"(cache warm), {cold / tp:.2f} (cold)")
 
-    # S: trials that differ only in numbers reuse one compiled program.
-    from runner import app
-    import dataclasses
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    for i in range(args.trials):
-        c = dataclasses.replace(
-            cfg, seed=i,
-            optimizer=dataclasses.replace(cfg.optimizer, lr=float(10 ** rng.uniform(-4, -2))),
-            regularization=dataclasses.replace(cfg.regularization,
-                                               weight_decay=float(10 ** rng.uniform(-6, -3))))
-        app.fit(c, ds)
-    s_runner = time.perf_counter() - t0
-    print(f"\nS{args.trials}: runner sequential in one process {s_runner:.1f} s "
-          f"({s_runner / args.trials:.3f} s/trial)")
+    # S: W1 trials that differ in learning rate, weight decay and seed, as a whole `runner -m`
+    # sweep (every trial writes its folder), with the vmap and the basic launcher; PyTorch runs
+    # the same trials one after another in one process.
+    for launcher in args.launchers.split(","):
+        wall, info = sweep_process(args.trials, launcher)
+        per = info["train"] / args.trials
+        over = (wall - info["train"] - info["compile"]) / args.trials
+        print(f"\nS{args.trials} `runner -m hydra/launcher={launcher}`: whole sweep {wall:.1f} s "
+              f"= compile {info['compile']:.1f} s + train {info['train']:.1f} s + the rest "
+              f"{wall - info['train'] - info['compile']:.1f} s (start-up, Hydra's job set-up, "
+              f"files); {info['completed']}/{args.trials} completed, {info['groups']} programs")
+        print(f"  per trial: train {per:.3f} s, everything else {over:.3f} s "
+              f"({100 * over / per:.0f}% of its training); "
+              f"{args.trials * n_samples / wall:,.0f} samples/s over the whole sweep")
+        results[f"sweep_{launcher}"] = wall
     if t_train is not None:
         t0 = time.perf_counter()
-        for i in range(args.trials):
-            torch_loop(x, y, W1["epochs"], W1["batch"], W1["width"],
-                       float(10 ** rng.uniform(-4, -2)), seed=i)
+        for lr, wd, seed in s_grid(args.trials):
+            torch_loop(x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd)
         s_torch = time.perf_counter() - t0
-        print(f"S{args.trials}: PyTorch sequential {s_torch:.1f} s; runner/torch "
-              f"{s_runner / s_torch:.2f}")
+        print(f"S{args.trials}: PyTorch sequential (in one process, train only) {s_torch:.1f} s"
+              + "".join(f"; runner {k[6:]}/torch {v / s_torch:.2f}"
+                        for k, v in results.items() if k.startswith("sweep_")))
 
     if not args.skip_large:
+        from runner import app
         from runner.config import validate
         sys.path.insert(0, str(ROOT / "tests"))
         from conftest import compose
