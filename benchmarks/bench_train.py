@@ -1,13 +1,15 @@
 """Training speed: the runner against a minimal hand-written JAX loop and a plain PyTorch loop.
 
     .venv/bin/pip install torch==2.13.0          # the optional benchmark dependency
-    .venv/bin/python benchmarks/bench_train.py [--repeats 5] [--trials 64] [--skip-large]
+    .venv/bin/python benchmarks/bench_train.py [--repeats 3] [--trials 64] [--launchers vmap,basic]
+                                               [--skip-large]
 
 Workloads (issue 6): W1 = MNIST-1D (4000 train, 40 standardized features), MLP 40-256-256-10,
-ReLU, He init, Adam 1e-3, batch 128, 30 epochs. S = `--trials` W1 runs whose learning rate,
-weight decay and seed differ, run one after another in one process. L = MLP 784-2048-2048-10 on
-60,000 synthetic examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios;
-docs/performance.md records a run. Run it on a quiet machine: timings are wall clock.
+ReLU, He init, Adam 1e-3, batch 128, 30 epochs. S = `--trials` W1 runs (4 learning rates x 4
+weight decays x trials/16 seeds) as one whole `runner -m` sweep per launcher, against PyTorch
+running the same trials one after another. L = MLP 784-2048-2048-10 on 60,000 synthetic
+examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios; docs/performance.md
+records a run. Run it on a quiet machine: timings are wall clock.
 """
 from __future__ import annotations
 
@@ -167,7 +169,6 @@ def sweep_process(n, launcher):
                 groups.add(key)
                 train, comp = train + v["train_time"], comp + v["compile_time"]
         else:
-            groups.add(id(m))
             train, comp = train + m["train_time"], comp + m["compile_time"]
     return wall, dict(train=train, compile=comp, groups=len(groups), completed=completed)
 
@@ -207,6 +208,10 @@ def main():
                     help="launchers for the S sweep, comma-separated")
     ap.add_argument("--skip-large", action="store_true")
     args = ap.parse_args()
+    # The `runner` command's XLA set-up (one CPU device per core), before JAX starts: the
+    # in-process runs and the scan loop then get what a `runner` process gets.
+    from runner.cli import _host_devices
+    _host_devices()
     os.environ.setdefault("RUNNER_CACHE_DIR", str(Path.home() / ".cache" / "runner"))
     cfg, ds = load_w1()
     x, y = ds.x_train.reshape(len(ds.x_train), -1), ds.y_train
@@ -260,7 +265,8 @@ def main():
         print(f"\nS{args.trials} `runner -m hydra/launcher={launcher}`: whole sweep {wall:.1f} s "
               f"= compile {info['compile']:.1f} s + train {info['train']:.1f} s + the rest "
               f"{wall - info['train'] - info['compile']:.1f} s (start-up, Hydra's job set-up, "
-              f"files); {info['completed']}/{args.trials} completed, {info['groups']} programs")
+              f"files); {info['completed']}/{args.trials} completed"
+              + (f", {info['groups']} vmapped groups" if info["groups"] else ""))
         print(f"  per trial: train {per:.3f} s, everything else {over:.3f} s "
               f"({100 * over / per:.0f}% of its training); "
               f"{args.trials * n_samples / wall:,.0f} samples/s over the whole sweep")
