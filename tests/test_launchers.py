@@ -172,6 +172,7 @@ def test_slurm_config_composes_to_submitits_slurm_launcher():
 # ---------------------------------------------------------------------------------------------
 # joblib on a terminal: the sweep's progress bar is the only live display
 
+@pytest.mark.slow  # 15 s for how the terminal looks
 def test_joblib_jobs_on_a_terminal_leave_the_live_display_to_the_sweep(tmp_path):
     d = tmp_path / "sweep"
     master, slave = pty.openpty()
