@@ -62,7 +62,8 @@ def test_same_seed_same_metrics(tmp_path):
 
 def test_runs_differing_only_in_numbers_compile_once():
     base = ["optimizer=momentum", "schedule=time_based", "activation=leaky_relu",
-            "regularization.dropout=0.1", "regularization.clip_norm=1.0"]
+            "regularization.dropout=0.1", "regularization.clip_norm=1.0",
+            "regularization.l2=1e-4"]
     run_inprocess(base + ["optimizer.lr=0.01"])
     before = train.STATS["compiles"]
     _, r = run_inprocess(base + ["optimizer.lr=0.05", "optimizer.momentum=0.5",
@@ -74,6 +75,9 @@ def test_runs_differing_only_in_numbers_compile_once():
     run_inprocess(base + ["optimizer.lr=0.2", "seed=3"])
     assert train.STATS["compiles"] == before + 1
     assert r.status == "completed"
+    # whether a penalty exists at all is structure (a zero one is left out of the program)
+    run_inprocess(base + ["regularization.l2=0"])
+    assert train.STATS["compiles"] > before + 1
 
 
 def test_diverged_run_is_recorded_not_crashed(tmp_path):

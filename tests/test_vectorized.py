@@ -219,3 +219,23 @@ def test_composer_derives_hydras_own_configs():
     from hydra.errors import ConfigCompositionException
     with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
         composer.compose(["optimizer=sgd", "optimizer.lrr=0.5", "seed=3"])
+
+
+def test_adam_members_without_batch_norm_equal_their_runs_alone():
+    """The default optimizer, three members over two devices (one padded slot)."""
+    from runner import app, vectorized
+    from runner.config import validate
+    from runner.data import load_dataset
+    base = ["data=iris", "model.width=16", "trainer.epochs=4", "trainer.progress=false",
+            "trainer.plot=false", "optimizer=adam"]
+    cfgs = [validate(compose(base + o)) for o in
+            (["optimizer.lr=0.01", "seed=0"], ["optimizer.lr=0.003", "seed=5"],
+             ["optimizer.lr=0.03", "seed=9", "regularization.weight_decay=0.01"])]
+    ds = load_dataset(cfgs[0].data)
+    for g, c in zip(vectorized.fit_group(cfgs, ds), cfgs):
+        a = app.run(c, ds)
+        assert g.metrics["best_epoch"] == a.metrics["best_epoch"]
+        for key in ("best_val_loss", "test_loss", "final_train_loss"):
+            assert g.metrics[key] == pytest.approx(a.metrics[key], rel=2e-5), key
+        np.testing.assert_allclose([r["val_loss"] for r in g.history],
+                                   [r["val_loss"] for r in a.history], rtol=2e-5)
