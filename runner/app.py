@@ -100,6 +100,7 @@ class Tracker:
         self.has_val = len(ds.x_val) > 0
         self.initial = initial
         self.names = names
+        self.warn = warn
         self.watcher = diag.Watcher(warn)
         self.diag_rows: list[dict] = []
         self.history: list[dict] = []
@@ -130,7 +131,8 @@ class Tracker:
             return row, False, True
         reg = cfg.regularization
         # Without a validation split the best epoch is the one with the lowest training loss.
-        value, vmode = (row[self.monitor], self.mode) if self.has_val else (row["train_loss"], "min")
+        value, vmode = ((row[self.monitor], self.mode) if self.has_val
+                        else (row["train_loss"], "min"))
         improved = _improved(value, self.best, vmode, reg.min_delta)
         if improved:
             self.best, self.best_epoch, self.since_best = value, ep, 0
@@ -148,7 +150,7 @@ class Tracker:
         return reg.early_stopping and reg.restore_best or self.status == "diverged"
 
     def result(self, ds: Dataset, ev: dict, best_state, *, n_params: int, times: dict,
-               warn, extra: dict | None = None) -> Result:
+               extra: dict | None = None) -> Result:
         """The run's Result once training is over; `ev` evaluates the final weights (empty when
         no epoch was finite)."""
         cfg, spec, metric = self.cfg, self.spec, self.metric
@@ -184,11 +186,12 @@ class Tracker:
             metrics["overfit_train_acc"] = ev.get("train_metric")
             metrics["overfit_reached"] = reached
             if not reached:
-                warn(f"overfit check failed: {cfg.trainer.overfit_batches} batches "
+                self.warn(f"overfit check failed: {cfg.trainer.overfit_batches} batches "
                      f"({len(ds.x_train)} examples) reached {ev.get('train_metric', 0):.3f} "
                      f"training accuracy, not 100%: the model or the learning rate cannot fit "
                      f"even a tiny set")
         metrics["train_metric_eval"] = ev.get("train_metric")
+        metrics["warnings"] = list(self.warn)
         return Result(status=self.status, metrics=metrics, history=history,
                       best_state=best_state if best_epoch else None,
                       diagnostics=self.diag_rows)
@@ -254,9 +257,7 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None)
     ev = _host(eval_exe(final_state, data, hp)) if tracker.best_epoch else {}
     times = {"wall_time": time.perf_counter() - t_start, "train_time": train_time,
              "compile_time": compile_time}
-    result = tracker.result(ds, ev, best_state, n_params=n_params, times=times, warn=warn)
-    result.metrics["warnings"] = list(warn)
-    return result
+    return tracker.result(ds, ev, best_state, n_params=n_params, times=times)
 
 
 def overfit_subset(cfg: Config, ds: Dataset) -> Dataset:

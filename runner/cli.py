@@ -150,13 +150,14 @@ def task(dcfg, result=None) -> float:
     multirun = hc.mode == RunMode.MULTIRUN
     # A job in a process of its own (joblib, submitit): no live display of its own, which would
     # fight the sweep's bar for the terminal or fill a log file with redraws.
+    detached = multirun and _detached()
     job_log = None
     started = False
     try:
         cfg = validate(dcfg)
-        if multirun and _detached():
-            job_log = _JobLog(hc.job.num, cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1),
-                              cfg.trainer.progress)
+        total = cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1)
+        if detached:
+            job_log = _JobLog(hc.job.num, total, cfg.trainer.progress)
         if result is None:
             ds = load_dataset(cfg.data)
             # JAX (~1 s to import) only once the config and data are known to be good: bad
@@ -164,8 +165,7 @@ def task(dcfg, result=None) -> float:
             from runner import app
             from runner.progress import Display
             _enable_compilation_cache()
-            with Display(cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1),
-                         enabled=cfg.trainer.progress and job_log is None,
+            with Display(total, enabled=cfg.trainer.progress and not detached,
                          title=f"job {hc.job.num}" if multirun else "train") as display:
                 def on_start(spec, n_params, compile_time):
                     nonlocal started
@@ -185,7 +185,7 @@ def task(dcfg, result=None) -> float:
             outputs.write_json(run_dir / "metrics.json", {"status": "failed", "error": str(e)})
         else:
             _cleanup(run_dir)
-        if multirun and _detached():
+        if detached:
             _job_failed(hc.job.num, e)
             raise _portable(e) from None
         raise
@@ -193,7 +193,7 @@ def task(dcfg, result=None) -> float:
         if run_dir.is_dir():
             outputs.write_json(run_dir / "metrics.json",
                                {"status": "failed", "error": f"{type(e).__name__}: {e}"})
-        if multirun and _detached():
+        if detached:
             _job_failed(hc.job.num, e, trace=True)
             raise _portable(e) from None
         raise

@@ -117,7 +117,7 @@ def _plan(configs: list, max_members: int):
     return plan
 
 
-def _train_groups(plan, configs, sweep_dir) -> dict:
+def _train_groups(plan, configs) -> dict:
     """{job index: Result} for the planned groups; a group that fails to build or train is
     left out (its jobs then run one by one and each reports what went wrong)."""
     from runner import vectorized
@@ -171,7 +171,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
             sc.hydra.job.num = initial_job_idx + i
         configs.append(sc)
     plan = _plan(configs, launcher.max_members) if len(configs) >= 2 else []
-    results = _train_groups(plan, configs, sweep_dir) if plan else {}
+    results = _train_groups(plan, configs) if plan else {}
     returns = []
     for i, sc in enumerate(configs):
         fn = functools.partial(task, result=results[i]) if i in results else launcher.task_function

@@ -158,8 +158,6 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     for i, tr in enumerate(trackers):
         ev = _member(ev_all, i) if tr.best_epoch else {}
         best_i = jax.tree_util.tree_map(lambda a: a[i], best_host) if tr.best_epoch else None
-        r = tr.result(ds, ev, best_i, n_params=n_params, times=times, warn=warns[i],
-                      extra={"vectorized": dict(group, member=i)})
-        r.metrics["warnings"] = list(warns[i])
-        results.append(r)
+        results.append(tr.result(ds, ev, best_i, n_params=n_params, times=times,
+                                 extra={"vectorized": dict(group, member=i)}))
     return results
