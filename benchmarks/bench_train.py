@@ -2,18 +2,20 @@
 
     .venv/bin/pip install torch==2.13.0          # the optional benchmark dependency
     .venv/bin/python benchmarks/bench_train.py [--repeats 3] [--trials 64] [--launchers vmap,basic]
-                                               [--skip-large]
+                                               [--skip-large] [--large-n 60000]
 
-Workloads (issue 6): W1 = MNIST-1D (4000 train, 40 standardized features), MLP 40-256-256-10,
+Workloads (issue 6), each side by side with a minimal hand-written lax.scan loop and a plain
+PyTorch loop: W1 = MNIST-1D (4000 train, 40 standardized features), MLP 40-256-256-10,
 ReLU, He init, Adam 1e-3, batch 128, 30 epochs. S = `--trials` W1 runs (4 learning rates x 4
-weight decays x trials/16 seeds) as one whole `runner -m` sweep per launcher, against PyTorch
-running the same trials one after another. L = MLP 784-2048-2048-10 on 60,000 synthetic
+weight decays x trials/16 seeds) as one whole `runner -m` sweep per launcher, against the
+peers running the same trials one after another in one process. L = MLP 784-2048-2048-10 on 60,000 synthetic
 examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios; docs/performance.md
 records a run. Run it on a quiet machine: timings are wall clock.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -25,6 +27,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 W1 = dict(epochs=30, batch=128, width=256, lr=1e-3)
+L_OVERRIDES = ["data=npz", "data.path=/tmp/bench_large.npz", "data.preprocessing=none",
+               "data.val_fraction=0.01", "data.test_fraction=0.01", "model.width=2048",
+               "trainer.batch_size=512", "trainer.epochs=2", "trainer.progress=false",
+               "trainer.diagnostics=false"]
 
 
 def w1_overrides(extra=()):
@@ -50,15 +56,18 @@ def runner_fit(cfg, ds):
 
 
 # ------------------------------------------------------------- a minimal hand-written JAX loop
-def scan_loop(x, y, epochs, batch, width, lr, seed=0):
-    """The shortest fast JAX loop we know: params as a list, one jitted epoch = lax.scan over
-    permuted batches (full batches only), optax.adam. No validation, no metrics but the loss."""
+@functools.lru_cache(maxsize=None)
+def _scan_programs(in_dim, width, batch, steps, decay):
+    """The shortest fast JAX loop we know, compiled once per shape: params as a list, one jitted
+    epoch = lax.scan over permuted batches (full batches only), optax.adam (adamw when `decay`)
+    with the learning rate and weight decay as traced arguments, so trials that differ only in
+    them (S64) share the program, as the runner's do. No validation, no metrics but the loss."""
     import jax
     import jax.numpy as jnp
     import optax
 
     def init(key):
-        sizes = [x.shape[1], width, width, 10]
+        sizes = [in_dim, width, width, 10]
         keys = jax.random.split(key, len(sizes) - 1)
         he = jax.nn.initializers.he_normal()
         return [(he(k, (a, b)), jnp.zeros(b)) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
@@ -70,31 +79,49 @@ def scan_loop(x, y, epochs, batch, width, lr, seed=0):
         w, b = params[-1]
         return optax.softmax_cross_entropy_with_integer_labels(h @ w + b, yb).mean()
 
-    tx = optax.adam(lr)
-    steps = len(x) // batch
+    def tx(lr, wd):
+        return (optax.inject_hyperparams(optax.adamw)(lr, weight_decay=wd) if decay else
+                optax.inject_hyperparams(optax.adam)(lr))
 
-    @jax.jit
-    def epoch(params, opt, key, x, y):
+    def start(key, lr, wd):
+        params = init(key)
+        return params, tx(lr, wd).init(params)
+
+    def epoch(params, opt, key, x, y, lr, wd):
         perm = jax.random.permutation(key, len(x))[:steps * batch].reshape(steps, batch)
 
         def step(carry, idx):
             params, opt = carry
             loss, g = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
-            upd, opt = tx.update(g, opt, params)
+            upd, opt = tx(lr, wd).update(g, opt, params)
             return (optax.apply_updates(params, upd), opt), loss
         (params, opt), losses = jax.lax.scan(step, (params, opt), perm)
         return params, opt, losses.mean()
+    return jax.jit(start), jax.jit(epoch)
 
+
+_SCAN_EXE: dict = {}
+
+
+def scan_loop(x, y, epochs, batch, width, lr, seed=0, wd=0.0):
+    """Train one model with the hand-written loop; returns (train s, compile s, last loss)."""
+    import jax
+    import jax.numpy as jnp
+    sig = (x.shape, width, batch, bool(wd))
+    start, epoch = _scan_programs(x.shape[1], width, batch, len(x) // batch, bool(wd))
     x, y = jnp.asarray(x), jnp.asarray(y)
     key = jax.random.PRNGKey(seed)
-    params = jax.jit(init)(key)
-    opt = tx.init(params)
+    lr, wd = jnp.float32(lr), jnp.float32(wd)
     t0 = time.perf_counter()
-    epoch.lower(params, opt, key, x, y).compile()
+    params, opt = start(key, lr, wd)  # jit: compiles on the first call per shape
+    if sig not in _SCAN_EXE:
+        _SCAN_EXE[sig] = epoch.lower(params, opt, key, x, y, lr, wd).compile()
+    exe = _SCAN_EXE[sig]
+    jax.block_until_ready(params)
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     for e in range(epochs):
-        params, opt, loss = epoch(params, opt, jax.random.fold_in(key, e), x, y)
+        params, opt, loss = exe(params, opt, jax.random.fold_in(key, e), x, y, lr, wd)
     loss.block_until_ready()
     return time.perf_counter() - t0, compile_s, float(loss)
 
@@ -197,7 +224,7 @@ def matmul_peak(n=2048, repeats=5):
 
 def med(fn, repeats):
     runs = [fn() for _ in range(repeats)]
-    return [statistics.median(col) for col in zip(*runs)]
+    return [None if None in col else statistics.median(col) for col in zip(*runs)]
 
 
 def main():
@@ -207,6 +234,7 @@ def main():
     ap.add_argument("--launchers", default="vmap,basic",
                     help="launchers for the S sweep, comma-separated")
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--large-n", type=int, default=60000, help="examples of workload L")
     args = ap.parse_args()
     # The `runner` command's XLA set-up (one CPU device per core), before JAX starts: the
     # in-process runs and the scan loop then get what a `runner` process gets.
@@ -271,13 +299,20 @@ def main():
               f"({100 * over / per:.0f}% of its training); "
               f"{args.trials * n_samples / wall:,.0f} samples/s over the whole sweep")
         results[f"sweep_{launcher}"] = wall
+    # The peers run the same trials one after another in this process: the scan loop compiles
+    # once (learning rate and weight decay are traced), PyTorch needs no compile.
+    peers = [("scan", lambda lr, wd, seed: scan_loop(x, y, W1["epochs"], W1["batch"],
+                                                     W1["width"], lr, seed=seed, wd=wd))]
     if t_train is not None:
+        peers.append(("torch", lambda lr, wd, seed: torch_loop(
+            x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd)))
+    for name, loop in peers:
         t0 = time.perf_counter()
-        for lr, wd, seed in s_grid(args.trials):
-            torch_loop(x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd)
-        s_torch = time.perf_counter() - t0
-        print(f"S{args.trials}: PyTorch sequential (in one process, train only) {s_torch:.1f} s"
-              + "".join(f"; runner {k[6:]}/torch {v / s_torch:.2f}"
+        trained = sum(loop(lr, wd, seed)[0] for lr, wd, seed in s_grid(args.trials))
+        total = time.perf_counter() - t0
+        print(f"S{args.trials}: {name} sequential in one process: {total:.1f} s "
+              f"(train {trained:.1f} s)"
+              + "".join(f"; runner {k[6:]}/{name} {v / total:.2f}"
                         for k, v in results.items() if k.startswith("sweep_")))
 
     if not args.skip_large:
@@ -286,22 +321,39 @@ def main():
         sys.path.insert(0, str(ROOT / "tests"))
         from conftest import compose
         import jax.numpy as jnp  # noqa: F401 - JAX is initialised already
-        n, d = 60000, 784
+        n, d = args.large_n, 784
         xl = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
         yl = (xl[:, :10].argmax(1)).astype(np.int32)
         np.savez("/tmp/bench_large.npz", x=xl, y=yl)
-        cl = validate(compose(["data=npz", "data.path=/tmp/bench_large.npz",
-                               "data.preprocessing=none", "data.val_fraction=0.01",
-                               "data.test_fraction=0.01", "model.width=2048",
-                               "trainer.batch_size=512", "trainer.epochs=2",
-                               "trainer.progress=false", "trainer.diagnostics=false"]))
+        cl = validate(compose(L_OVERRIDES))
         from runner.data import load_dataset
         dl = load_dataset(cl.data)
-        app.fit(cl, dl)
+        warm_up = app.fit(cl, dl).metrics
+        if warm_up["status"] != "completed" or warm_up["epochs_run"] != 2:
+            print(f"  (L: the runner's run {warm_up['status']} after {warm_up['epochs_run']} "
+                  "epochs: its time is not comparable)")
         lt, _, _ = med(lambda: runner_fit(cl, dl), 3)
         flops = 6 * (d * 2048 + 2048 * 2048 + 2048 * 10) * len(dl.x_train) * 2
-        print(f"\nL: MLP 784-2048-2048-10, 60k examples, batch 512, 2 epochs: runner {lt:.2f} s, "
-              f"{flops / lt / 1e9:.1f} GFLOP/s = {100 * flops / lt / 1e9 / peak:.0f}% of peak")
+        xt = dl.x_train.reshape(len(dl.x_train), -1)
+        big = dict(epochs=2, batch=512, width=2048, lr=1e-3)
+        lrows = [("runner", "runner (in-process, train only)", lt),
+                 ("scan", "hand-written lax.scan loop",
+                  med(lambda: scan_loop(xt, dl.y_train, **big), 3)[0])]
+        if t_train is not None:
+            lrows.append(("torch", "PyTorch eager loop",
+                          med(lambda: torch_loop(xt, dl.y_train, **big), 3)[0]))
+        print(f"\nL: MLP 784-2048-2048-10, {n:,} synthetic examples, Adam, batch 512, 2 epochs "
+              "(median of 3)")
+        for _, name, t in lrows:
+            print(f"  {name:34s} {t:7.2f} s  {2 * len(xt) / t:10.0f} samples/s  "
+                  f"{flops / t / 1e9:6.1f} GFLOP/s = {100 * flops / t / 1e9 / peak:3.0f}% of peak")
+        print("  ratio " + ", ".join(f"runner/{n} {lt / t:.2f}" for n, _, t in lrows[1:]))
+        # Whole `runner` processes (data loading from the .npz included): the first may have
+        # to compile, the second finds the programs in the persistent cache.
+        lcmd = [str(ROOT / ".venv" / "bin" / "runner"), *L_OVERRIDES, "trainer.plot=false",
+                "hydra.run.dir=/tmp/bench_run_large"]
+        first, second = whole_process(lcmd), whole_process(lcmd)
+        print(f"  whole process `runner` L: {first:.1f} s first run, {second:.1f} s second")
 
 
 if __name__ == "__main__":
