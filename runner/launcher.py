@@ -6,7 +6,8 @@ one JobReturn per job out, as Hydra's basic launcher returns them.
    only in the values of plain keys are derived from the first one composed instead
    (`_Composer`): the same config, at a fraction of the cost.
 2. Validate it and key it by structure (runner.vectorized.group_key); jobs with equal keys form
-   groups of up to max_members, each trained as one vmapped program.
+   groups of up to max_members (on a CPU fewer: vectorized.group_size), each trained as one
+   vmapped program.
 3. Run every job through Hydra's run_job in job order: a job of a group only writes its run
    directory from its precomputed Result (runner.cli.task(result=...)); any other job, or one
    whose group could not be built, trains alone through the ordinary task function, which
@@ -89,14 +90,20 @@ class _Composer:
 
 
 def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    """items in the fewest chunks of at most `size`, as equal as can be (10 by 8: 5 and 5,
+    not 8 and 2), so that padding the shorter ones by one gives every chunk the same program."""
+    k = -(-len(items) // max(1, size))
+    q, r = divmod(len(items), max(1, k))
+    bounds = [i * q + min(i, r) for i in range(k + 1)]
+    return [items[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
 def _plan(configs: list, max_members: int):
-    """[(job indices, Configs, Dataset)] of the groups worth vectorising (two or more jobs)."""
+    """[(job indices, Configs, Dataset, members to pad to)] of the groups worth vectorising
+    (two or more jobs), each at most vectorized.group_size long."""
     from runner.config import validate
     from runner.data import load_dataset
-    from runner.vectorized import group_key, plan_groups
+    from runner.vectorized import group_key, group_size, plan_groups
     valid, keys, data = [], [], {}
     for sc in configs:
         try:
@@ -111,9 +118,13 @@ def _plan(configs: list, max_members: int):
             keys.append(None)
     plan = []
     for group in plan_groups(keys):
-        for chunk in _chunks(group, max(1, max_members)):
+        if len(group) < 2:
+            continue
+        cfg, ds = valid[group[0]]
+        chunks = _chunks(group, group_size(cfg, ds, max_members))
+        for chunk in chunks:
             if len(chunk) >= 2:
-                plan.append((chunk, [valid[i][0] for i in chunk], valid[chunk[0]][1]))
+                plan.append((chunk, [valid[i][0] for i in chunk], ds, len(chunks[0])))
     return plan
 
 
@@ -125,7 +136,7 @@ def _train_groups(plan, configs) -> dict:
     from runner.progress import Display
     _enable_compilation_cache()
     results = {}
-    for idx, cfgs, ds in plan:
+    for idx, cfgs, ds, pad_to in plan:
         nums = [int(configs[i].hydra.job.num) for i in idx]
         epochs = max(c.trainer.epochs for c in cfgs)
         label = f"jobs {nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) \
@@ -143,7 +154,7 @@ def _train_groups(plan, configs) -> dict:
 
             try:
                 out = vectorized.fit_group(cfgs, ds, on_start=on_start, on_epoch=on_epoch,
-                                           on_warn=on_warn)
+                                           on_warn=on_warn, pad_to=pad_to)
             except Exception as e:  # noqa: BLE001
                 display.warn(f"{label}: not vectorised ({describe(e)}); running them one by one")
                 log.debug("vectorised group failed", exc_info=True)

@@ -15,6 +15,7 @@ directory as if it had trained alone.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +27,12 @@ from runner.config import Config
 from runner.spec import Dataset, make_hparams, make_spec
 
 INT32 = 2 ** 31
+# A CPU works on every member's parameters and optimizer state at each step: once a group's
+# states outgrow the caches it trains slower per member (measured, W1 on a 2-core EPYC with a
+# 32 MiB L3: 0.49 s a member in groups of 4 to 8, 0.71 s in one group of 64; the
+# docs/performance.md run). So a group carries at most this many bytes of training state per
+# CPU device; on an accelerator, where width is what is cheap, max_members decides alone.
+CPU_STATE_BYTES = 4 * 2 ** 20
 
 
 def group_key(cfg: Config, ds: Dataset):
@@ -37,6 +44,28 @@ def group_key(cfg: Config, ds: Dataset):
     spec = make_spec(cfg, fit_ds)
     shapes = tuple((k, np.shape(v)) for k, v in sorted(make_hparams(cfg, spec).items()))
     return (repr(cfg.data), cfg.trainer.overfit_batches, spec, shapes)
+
+
+def state_bytes(cfg: Config, ds: Dataset) -> int:
+    """Bytes of one run's training state (parameters, batch-norm statistics, optimizer state),
+    from shapes alone: nothing is computed or compiled."""
+    spec = make_spec(cfg, ds)
+    sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
+    hp = {k: sds(v) for k, v in make_hparams(cfg, spec).items()}
+    data = {f"{a}_{s}": sds(getattr(ds, f"{a}_{s}")[:1])
+            for a in ("x", "y") for s in ("train", "val", "test")}
+    state = jax.eval_shape(partial(train.init_state, spec), hp,
+                           jax.ShapeDtypeStruct((2,), np.uint32), data)
+    return int(sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(state)))
+
+
+def group_size(cfg: Config, ds: Dataset, max_members: int) -> int:
+    """The most runs of cfg's structure that one vmapped program should carry."""
+    devices = jax.local_devices()
+    if devices[0].platform != "cpu":
+        return max(1, max_members)
+    per_device = max(1, CPU_STATE_BYTES // max(1, state_bytes(cfg, ds)))
+    return max(1, min(max_members, per_device * len(devices)))
 
 
 def plan_groups(keys: list) -> list[list[int]]:
@@ -78,12 +107,13 @@ def _placement(n: int):
 
 
 def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
-              on_warn=None) -> list[app.Result]:
+              on_warn=None, pad_to: int = 0) -> list[app.Result]:
     """Train runs of one structure (see group_key) together; return their Results, each equal
     (within float tolerance) to what app.fit returns for that config alone.
 
     on_start(spec, n_params, compile_time, n_members); on_epoch(epoch, n_active, rows) with
-    rows {member: curve row}; on_warn(member, message)."""
+    rows {member: curve row}; on_warn(member, message). pad_to: carry at least this many
+    members (inactive copies fill up), so that groups of nearly equal size share one program."""
     n = len(cfgs)
     first = cfgs[0]
     if first.trainer.overfit_batches:
@@ -94,7 +124,7 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     # The member axis is sharded over the local devices (on a CPU: one per core, see
     # cli._host_devices), padded to a multiple of their count with copies of member 0 that
     # never train (inactive from the start).
-    put, n_pad = _placement(n)
+    put, n_pad = _placement(max(n, pad_to))
     each = [make_hparams(c, spec) for c in cfgs]
     each += each[:1] * (n_pad - n)
     hps = put({k: np.stack([h[k] for h in each]) for k in each[0]})

@@ -239,3 +239,60 @@ def test_adam_members_without_batch_norm_equal_their_runs_alone():
             assert g.metrics[key] == pytest.approx(a.metrics[key], rel=2e-5), key
         np.testing.assert_allclose([r["val_loss"] for r in g.history],
                                    [r["val_loss"] for r in a.history], rtol=2e-5)
+
+
+def test_a_shorter_group_padded_to_a_longer_ones_size_reuses_its_program():
+    """The launcher pads groups of one structure to one size (launcher._chunks makes them
+    nearly equal): no new compile, and members get the numbers they got in the longer group."""
+    from runner import train, vectorized
+    from runner.config import validate
+    from runner.data import load_dataset
+    base = ["data=iris", "model.width=16", "trainer.epochs=3", "trainer.progress=false",
+            "trainer.plot=false"]
+    cfgs = [validate(compose(base + [f"optimizer.lr={lr}", f"seed={s}"]))
+            for lr, s in ((0.01, 0), (0.003, 5), (0.03, 9))]
+    ds = load_dataset(cfgs[0].data)
+    three = vectorized.fit_group(cfgs, ds)
+    compiles = train.STATS["compiles"]
+    two = vectorized.fit_group(cfgs[:2], ds, pad_to=3)
+    assert train.STATS["compiles"] == compiles
+    for g, t in zip(two, three):
+        assert g.metrics["vectorized"]["members"] == 2
+        assert [r["val_loss"] for r in g.history] == [r["val_loss"] for r in t.history]
+        assert g.metrics["test_loss"] == t.metrics["test_loss"]
+
+
+def test_chunks_are_as_equal_as_can_be():
+    from runner.launcher import _chunks
+    sizes = lambda n, size: [len(c) for c in _chunks(list(range(n)), size)]
+    assert sizes(10, 8) == [5, 5]
+    assert sizes(64, 8) == [8] * 8
+    assert sizes(17, 8) == [6, 6, 5]
+    assert sizes(3, 64) == [3]
+    assert sizes(1, 1) == [1]
+    assert sum(_chunks(list(range(17)), 8), []) == list(range(17))
+
+
+def test_cpu_groups_hold_a_bounded_amount_of_training_state():
+    """state_bytes is parameters plus Adam's two moments (and its step count); on the CPU
+    devices of the suite (2, conftest) a group carries CPU_STATE_BYTES of it per device."""
+    import jax
+
+    from runner import vectorized
+    from runner.config import validate
+    from runner.data import load_dataset
+    assert len(jax.local_devices()) == 2
+    small = validate(compose(["data.max_samples=120", "model.width=16"]))
+    wide = validate(compose(["data.max_samples=120", "model.width=512"]))
+    ds = load_dataset(small.data)
+    f, c = int(np.prod(ds.x_train.shape[1:])), 10  # 8x8 digits
+    for cfg, w in ((small, 16), (wide, 512)):
+        params = f * w + w + w * w + w + w * c + c
+        assert 12 * params <= vectorized.state_bytes(cfg, ds) <= 12 * params + 64
+    wide_bytes = vectorized.state_bytes(wide, ds)  # ~3.6 MB: one member per device
+    assert vectorized.CPU_STATE_BYTES // wide_bytes == 1
+    assert vectorized.group_size(wide, ds, 64) == 2
+    assert vectorized.group_size(small, ds, 64) == 64  # ~17 KB a member: max_members decides
+    assert vectorized.group_size(small, ds, 5) == 5
+    per_device = vectorized.CPU_STATE_BYTES // vectorized.state_bytes(small, ds)
+    assert vectorized.group_size(small, ds, 10 ** 6) == 2 * per_device

@@ -5,7 +5,8 @@ launcher. Every job still gets its own run directory, files and JobReturn.
 
   runner -m hydra/launcher=vmap optimizer.lr=logspace(-4,-1,8) seed=0,1,2,3
 
-Options (hydra.launcher.*): max_members (the most jobs in one vmapped program; bounds memory).
+Options (hydra.launcher.*): max_members (the most jobs in one vmapped program; bounds memory;
+on a CPU groups are smaller still, see runner.vectorized.group_size).
 Importing this module must stay cheap (no JAX): Hydra imports every plugin on every start.
 """
 from dataclasses import dataclass
