@@ -207,19 +207,21 @@ def whole_process(cmd, env=None):
     return time.perf_counter() - t0
 
 
-def matmul_peak(n=2048, repeats=5):
-    """fp32 GFLOP/s of one large jnp matmul: the machine's practical peak for this JAX."""
+def matmul_peak(sizes=(2048, 3072), repeats=7):
+    """fp32 GFLOP/s of large jnp matmuls, the best of the repeats: the machine's practical
+    peak for this JAX (a median under load would understate it)."""
     import jax
     import jax.numpy as jnp
-    a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
-    f = jax.jit(lambda a: a @ a)
-    f(a).block_until_ready()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+    best = 0.0
+    for n in sizes:
+        a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
+        f = jax.jit(lambda a: a @ a)
         f(a).block_until_ready()
-        ts.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(ts) / 1e9
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            f(a).block_until_ready()
+            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def med(fn, repeats):
@@ -249,17 +251,26 @@ def main():
     # Forward+backward of the W1 MLP: 6 flops per weight per example.
     w1_flops = 6 * (40 * 256 + 256 * 256 + 256 * 10) * n_samples
 
-    _, r_comp, _ = runner_fit(cfg, ds)  # compiles; the timed runs reuse it, as a sweep would
-    r_train, _, r_acc = med(lambda: runner_fit(cfg, ds), args.repeats)
-    s_train, s_comp, _ = med(lambda: scan_loop(x, y, **W1), args.repeats)
+    # First runs compile (the timed ones reuse the programs, as a sweep would); then the three
+    # loops take turns, so that a change in the machine's load hits all of them alike.
+    _, r_comp, _ = runner_fit(cfg, ds)
+    _, s_comp, _ = scan_loop(x, y, **W1)
+    loops = {"runner": lambda: runner_fit(cfg, ds)[0], "scan": lambda: scan_loop(x, y, **W1)[0]}
+    try:
+        import torch  # noqa: F401
+        loops["torch"] = lambda: torch_loop(x, y, **W1)[0]
+    except ImportError:
+        print("torch not installed: pip install torch==2.13.0 for the PyTorch column")
+    times = {k: [] for k in loops}
+    for _ in range(args.repeats):
+        for k, loop in loops.items():
+            times[k].append(loop())
+    r_train, s_train = statistics.median(times["runner"]), statistics.median(times["scan"])
+    t_train = statistics.median(times["torch"]) if "torch" in times else None
     results = {}
     rows = [("runner (in-process, train only)", r_train), ("hand-written lax.scan loop", s_train)]
-    try:
-        t_train, _, _ = med(lambda: torch_loop(x, y, **W1), args.repeats)
+    if t_train is not None:
         rows.append(("PyTorch eager loop", t_train))
-    except ImportError:
-        t_train = None
-        print("torch not installed: pip install torch==2.13.0 for the PyTorch column")
     print("\nW1: MNIST-1D MLP 40-256-256-10, Adam, batch 128, 30 epochs "
           f"(median of {args.repeats})")
     for name, t in rows:
