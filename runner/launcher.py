@@ -121,7 +121,11 @@ def _plan(configs: list, max_members: int):
         if len(group) < 2:
             continue
         cfg, ds = valid[group[0]]
-        chunks = _chunks(group, group_size(cfg, ds, max_members))
+        try:
+            size = group_size(cfg, ds, max_members)
+        except Exception:  # noqa: BLE001 - fit_group reports what is wrong with the model
+            size = max_members
+        chunks = _chunks(group, size)
         for chunk in chunks:
             if len(chunk) >= 2:
                 plan.append((chunk, [valid[i][0] for i in chunk], ds, len(chunks[0])))
