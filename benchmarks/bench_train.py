@@ -50,9 +50,10 @@ def load_w1():
 
 # ------------------------------------------------------------------------------ the runner
 def runner_fit(cfg, ds):
+    """(train s, compile s) of one in-process app.fit."""
     from runner import app
     r = app.fit(cfg, ds)
-    return r.metrics["train_time"], r.metrics["compile_time"], r.metrics["best_val_acc"]
+    return r.metrics["train_time"], r.metrics["compile_time"]
 
 
 # ------------------------------------------------------------- a minimal hand-written JAX loop
@@ -225,8 +226,8 @@ def matmul_peak(sizes=(2048, 3072), repeats=7):
 
 
 def med(fn, repeats):
-    runs = [fn() for _ in range(repeats)]
-    return [None if None in col else statistics.median(col) for col in zip(*runs)]
+    """Median of fn() over the repeats."""
+    return statistics.median(fn() for _ in range(repeats))
 
 
 def main():
@@ -253,7 +254,7 @@ def main():
 
     # First runs compile (the timed ones reuse the programs, as a sweep would); then the three
     # loops take turns, so that a change in the machine's load hits all of them alike.
-    _, r_comp, _ = runner_fit(cfg, ds)
+    _, r_comp = runner_fit(cfg, ds)
     _, s_comp, _ = scan_loop(x, y, **W1)
     loops = {"runner": lambda: runner_fit(cfg, ds)[0], "scan": lambda: scan_loop(x, y, **W1)[0]}
     try:
@@ -295,8 +296,8 @@ def main():
               f"(cache warm), {cold / tp:.2f} (cold)")
 
     # S: W1 trials that differ in learning rate, weight decay and seed, as a whole `runner -m`
-    # sweep (every trial writes its folder), with the vmap and the basic launcher; PyTorch runs
-    # the same trials one after another in one process.
+    # sweep (every trial writes its folder), with the vmap and the basic launcher; the peers
+    # run the same trials one after another in one process.
     for launcher in args.launchers.split(","):
         wall, info = sweep_process(args.trials, launcher)
         per = info["train"] / args.trials
@@ -343,16 +344,16 @@ def main():
         if warm_up["status"] != "completed" or warm_up["epochs_run"] != 2:
             print(f"  (L: the runner's run {warm_up['status']} after {warm_up['epochs_run']} "
                   "epochs: its time is not comparable)")
-        lt, _, _ = med(lambda: runner_fit(cl, dl), 3)
+        lt = med(lambda: runner_fit(cl, dl)[0], 3)
         flops = 6 * (d * 2048 + 2048 * 2048 + 2048 * 10) * len(dl.x_train) * 2
         xt = dl.x_train.reshape(len(dl.x_train), -1)
         big = dict(epochs=2, batch=512, width=2048, lr=1e-3)
         lrows = [("runner", "runner (in-process, train only)", lt),
                  ("scan", "hand-written lax.scan loop",
-                  med(lambda: scan_loop(xt, dl.y_train, **big), 3)[0])]
+                  med(lambda: scan_loop(xt, dl.y_train, **big)[0], 3))]
         if t_train is not None:
             lrows.append(("torch", "PyTorch eager loop",
-                          med(lambda: torch_loop(xt, dl.y_train, **big), 3)[0]))
+                          med(lambda: torch_loop(xt, dl.y_train, **big)[0], 3)))
         print(f"\nL: MLP 784-2048-2048-10, {n:,} synthetic examples, Adam, batch 512, 2 epochs "
               "(median of 3)")
         for _, name, t in lrows:
