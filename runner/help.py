@@ -18,8 +18,9 @@ GROUP_ORDER = ("data", "model", "activation", "init", "optimizer", "schedule", "
 
 
 def conf_dir() -> Path:
-    """The repository's conf/ folder."""
-    return Path(__file__).resolve().parent.parent / "conf"
+    """The package's own conf/ folder (runner/conf, shipped as package data; the repository's
+    top-level conf is a link to it), so an installed wheel finds its configs from any folder."""
+    return Path(__file__).resolve().parent / "conf"
 
 
 def header_lines(path: Path) -> list[str]:
