@@ -58,15 +58,27 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
         for key in ("status", "epochs_run", "best_epoch", "iterations", "diverged_reason",
                     "stopped_early", "n_params"):
             assert gm.get(key) == am.get(key), (i, key, gm.get(key), am.get(key))
+        # A diverged member's last epoch evaluates garbage weights (lr=1000: validation loss
+        # ~1.8e33, the product of huge activations): its last bits differ with any change of
+        # summation order (jax 0.10.2 vs 0.10.1 moved it by 2.5e-5 relative), so that one
+        # number is only checked for being astronomically far off, as the run alone says. The
+        # training loss that decided the divergence is compared at full tolerance.
+        garbage = {"final_val_loss"} if am["status"] == "diverged" else set()
+        for key in garbage:
+            assert gm[key] > 1e20 and am[key] > 1e20, (i, key)
         for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss",
                     "final_val_loss"):
+            if key in garbage:
+                continue
             if am.get(key) is None:
                 assert gm.get(key) is None, (i, key)
             else:
                 assert gm[key] == pytest.approx(am[key], rel=2e-5, abs=1e-6), (i, key)
         assert len(g.history) == len(a.history)
         for col in ("train_loss", "val_loss", "val_acc", "lr", "grad_norm"):
-            np.testing.assert_allclose([r[col] for r in g.history], [r[col] for r in a.history],
+            n = len(a.history) - (col == "val_loss" and bool(garbage))
+            np.testing.assert_allclose([r[col] for r in g.history[:n]],
+                                       [r[col] for r in a.history[:n]],
                                        rtol=2e-5, atol=1e-6, err_msg=f"member {i} {col}")
         if a.best_state is None:
             assert g.best_state is None
