@@ -160,11 +160,14 @@ def task(dcfg, result=None) -> float:
             job_log = _JobLog(hc.job.num, total, cfg.trainer.progress)
         if result is None:
             ds = load_dataset(cfg.data)
+            from runner.memory import check_memory
+            check_memory(cfg, ds)  # a model too large for this machine, before JAX starts
             # JAX (~1 s to import) only once the config and data are known to be good: bad
             # input is reported without it.
             from runner import app
             from runner.progress import Display
             _enable_compilation_cache()
+            check_memory(cfg, ds)  # with JAX started: an accelerator's own memory
             with Display(total, enabled=cfg.trainer.progress and not detached,
                          title=f"job {hc.job.num}" if multirun else "train") as display:
                 def on_start(spec, n_params, compile_time):
@@ -283,6 +286,16 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m:
         return _unknown_key(m.group(1), list(argv))
+    m = re.match(r"Error parsing override '(.*)'\n", text)
+    if m:  # the reason is on Hydra's next lines: "ValueError while evaluating 'f(..)': reason"
+        override = m.group(1)
+        reason = "; ".join(ln.strip() for ln in text[m.end():].splitlines()
+                           if ln.strip() and not ln.startswith("See https://hydra.cc"))
+        reason = re.sub(r"^\w+ while evaluating '.*?': ", "", reason)
+        call = re.match(r"(\w+)\([^)]*\): ", reason)  # our functions name the call: once is enough
+        if call and f"{call.group(1)}(" in override:
+            reason = reason[call.end():]
+        return f"{override}: {reason or 'cannot parse this override'}"
     if isinstance(e, OSError) and e.filename:
         return (f"cannot write {e.filename!r}: {e.strerror}; set hydra.run.dir (or "
                 f"hydra.sweep.dir) to a writable folder")

@@ -82,8 +82,14 @@ def resolve_task(cfg: DataConfig, raw: Raw, y: np.ndarray) -> tuple[str, np.ndar
     targets, and the sorted class values (empty for regression tasks)."""
     y = np.asarray(y)
     src = raw.source
-    if y.dtype.kind not in "biuf" or not np.isfinite(y).all():
-        raise ConfigError(f"data={cfg.name}: {src} targets must be finite numbers")
+    # User files are named by their path (the key to fix), built-in sets by their name.
+    where = f"data.path={cfg.path!r}" if cfg.name in ("csv", "npz", "idx") else f"data={cfg.name}"
+    if y.dtype.kind not in "biuf":
+        raise ConfigError(f"{where}: the targets have dtype {y.dtype}; expected numbers")
+    if not np.isfinite(y).all():
+        bad = y[~np.isfinite(y)]
+        raise ConfigError(f"{where}: {len(bad)} targets are missing or not finite (e.g. "
+                          f"{bad[0]:g}); expected finite numbers")
     integer = bool(np.all(y == np.round(y)))
     classes = np.unique(y)
     task = cfg.task
@@ -98,6 +104,10 @@ def resolve_task(cfg: DataConfig, raw: Raw, y: np.ndarray) -> tuple[str, np.ndar
     if task in CLASSIFY:
         if not integer:
             bad = y[y != np.round(y)][0]
+            if where.startswith("data.path="):
+                raise ConfigError(f"{where}: the targets are not integer class labels (e.g. "
+                                  f"{bad:g}); {key} needs integers; use data.task=regression or "
+                                  f"log_regression")
             raise ConfigError(f"{key}: {src} targets are not integer class labels (e.g. {bad:g});"
                               f" use regression or log_regression")
         if task == "binary" and len(classes) != 2:

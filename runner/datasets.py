@@ -236,6 +236,14 @@ def load_csv(cfg: DataConfig) -> Raw:
             hint = " (the first row must be a header naming the columns)"
         raise ConfigError(f"data.target={cfg.target!r}: no such column in {base}; columns: "
                           f"{', '.join(header)}{hint}")
+    columns: dict[str, list[str]] = {}
+    for i, h in enumerate(header, start=1):
+        columns.setdefault(h, []).append(str(i))
+    dups = {h: at for h, at in columns.items() if len(at) > 1}
+    if dups:  # data.target would silently pick the first of two equally named columns
+        where = ", ".join(f"{h!r} (columns {', '.join(at)})" for h, at in dups.items())
+        raise ConfigError(f"{key}: duplicated column names in the header: {where}; every "
+                          f"column needs its own name")
     if len(header) < 2:
         raise ConfigError(f"{key}: only the target column {cfg.target!r}; no feature columns")
     body = lines[1:]
@@ -312,6 +320,9 @@ def load_npz(cfg: DataConfig) -> Raw:
                           f"or (N, H, W, C)")
     if len(x) != len(y):
         raise ConfigError(f"{key}: x has {len(x)} rows but y has {len(y)}")
+    if x.size == 0:
+        raise ConfigError(f"{key}: x has shape {x.shape}: no " + ("examples" if len(x) == 0 else
+                          "features") + "; expected at least one example of at least one value")
     # (N, F) is tabular, (N, H, W, C) an image; (N, A, B) is a sequence (N, L, C) when B <= 4 < A
     # (a few channels), else an image (N, H, W). An optional string array kind='tabular' |
     # 'sequence' | 'image' overrides the guess (e.g. kind='sequence' for (N, L) one-channel data).
@@ -381,12 +392,35 @@ def load_idx(cfg: DataConfig) -> Raw:
             raise ConfigError(f"{key}: {part} has {len(xs)} images but {len(ys)} labels")
     if xtr.shape[1:] != xte.shape[1:]:
         raise ConfigError(f"{key}: train images are {xtr.shape[1:]} but t10k are {xte.shape[1:]}")
+    if 0 in xtr.shape[1:]:
+        raise ConfigError(f"{key}: the images are {xtr.shape[1]}x{xtr.shape[2]} pixels; expected "
+                          f"images of at least 1x1")
+    # Classes unless data.task asks for regression: then real-valued labels are targets.
+    classify = cfg.task not in ("regression", "log_regression")
+    if classify:
+        for ys, part in ((ytr, "train"), (yte, "t10k")):
+            _check_labels(ys, f"{key}: {part}-labels-idx1-ubyte")
 
     def scale(a):  # 8-bit pixels to [0, 1]
         return a.astype(np.float32)[..., None] / np.float32(255.0 if a.dtype == np.uint8 else 1.0)
 
-    return Raw(scale(xtr), ytr.astype(np.int64), "classification", "image",
-               os.path.basename(os.path.normpath(folder)), scale(xte), yte.astype(np.int64))
+    def labels(a):
+        return a.astype(np.int64 if classify or a.dtype.kind != "f" else np.float64)
+
+    return Raw(scale(xtr), labels(ytr), "classification", "image",
+               os.path.basename(os.path.normpath(folder)), scale(xte), labels(yte))
+
+
+def _check_labels(y: np.ndarray, where: str) -> None:
+    """Class labels must be finite integers: a cast to int would truncate 0.7 to 0 and turn NaN
+    into -2**63."""
+    if y.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(y) | (y != np.round(y))
+    if bad.any():
+        raise ConfigError(f"{where} holds {int(bad.sum())} labels that are not integers (e.g. "
+                          f"{y[bad][0]:g}); class labels must be integers (data.task=regression "
+                          f"takes real-valued targets)")
 
 
 LOADERS = {"digits": load_sklearn, "iris": load_sklearn, "wine": load_sklearn,

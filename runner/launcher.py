@@ -103,6 +103,7 @@ def _plan(configs: list, max_members: int):
     (two or more jobs), each at most vectorized.group_size long."""
     from runner.config import validate
     from runner.data import load_dataset
+    from runner.memory import check_memory
     from runner.vectorized import group_key, group_size, plan_groups
     valid, keys, data = [], [], {}
     for sc in configs:
@@ -111,6 +112,7 @@ def _plan(configs: list, max_members: int):
             name = repr(cfg.data)
             if name not in data:
                 data[name] = load_dataset(cfg.data)
+            check_memory(cfg, data[name])  # too large: it runs alone, and the task says so
             valid.append((cfg, data[name]))
             keys.append(group_key(cfg, data[name]))
         except Exception:  # noqa: BLE001 - the job then runs alone and reports its own error

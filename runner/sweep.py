@@ -165,6 +165,8 @@ class Sweep:
         if self.kind == "tpe":
             import_optuna()
             self._int_opt("n_startup_trials", 0, 10)
+        if self.opts.get("n_jobs") is not None:  # refused before the sweep folder exists
+            self._int_opt("n_jobs", 1)
         self.stages = self._stage_list()
         self.stages[0]["space"] = space_json(self.space)
         if self.kind != "tpe":

@@ -6,7 +6,7 @@ the 9 values). Kept free of heavy imports: Hydra imports it on every start."""
 from __future__ import annotations
 
 import math
-from typing import Union
+from typing import Any, Union
 
 
 def _clean(x: float) -> float:
@@ -14,11 +14,32 @@ def _clean(x: float) -> float:
     return float(f"{x:.12g}")
 
 
+def _call(name: str, *args) -> str:
+    return f"{name}({','.join(str(a) for a in args)})"
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _check(name: str, start, stop, num) -> None:
+    """Errors that say what is allowed (Hydra shows them after the override that failed)."""
+    call = _call(name, start, stop, num)
+    if not (_number(start) and _number(stop)):
+        what = ("exponents of 10, as in logspace(-5,-1,9) for 1e-05 ... 0.1" if name == "logspace"
+                else "numbers > 0, as in geomspace(1e-5,0.1,9)")
+        raise ValueError(f"{call}: start and stop must be {what}")
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"{call}: the count must be an integer >= 1, as in {name}(start,stop,9)")
+    if name == "geomspace" and not (start > 0 and stop > 0):
+        raise ValueError(f"{call}: start and stop must be > 0; for exponents of 10 use "
+                         f"logspace(start,stop,count)")
+
+
 def logspace(start: Union[int, float], stop: Union[int, float], num: int = 9):
     """num values 10**start ... 10**stop, evenly spaced in log10 (numpy.logspace)."""
     from hydra.core.override_parser.types import ChoiceSweep
-    if num < 1:
-        raise ValueError(f"logspace: num must be >= 1, got {num}")
+    _check("logspace", start, stop, num)
     if num == 1:
         return ChoiceSweep(list=[_clean(10.0 ** start)])
     step = (stop - start) / (num - 1)
@@ -27,14 +48,14 @@ def logspace(start: Union[int, float], stop: Union[int, float], num: int = 9):
 
 def geomspace(start: Union[int, float], stop: Union[int, float], num: int = 9):
     """num values from start to stop (both > 0), evenly spaced in log (numpy.geomspace)."""
-    if not (start > 0 and stop > 0):
-        raise ValueError(f"geomspace: start and stop must be > 0, got {start}, {stop}")
+    _check("geomspace", start, stop, num)
     return logspace(math.log10(start), math.log10(stop), num)
 
 
-# Hydra checks argument types against the annotations, which must be types, not strings.
+# Hydra checks argument types against the annotations, which must be types, not strings. Any:
+# _check() does it, with a message that says what is allowed (Hydra's says "mismatch type").
 for _f in (logspace, geomspace):
-    _f.__annotations__ = {"start": Union[int, float], "stop": Union[int, float], "num": int}
+    _f.__annotations__ = {"start": Any, "stop": Any, "num": Any}
 
 
 def install_grammar() -> None:

@@ -107,3 +107,115 @@ def test_hydra_full_error_shows_traceback(tmp_path):
                        capture_output=True, text=True, timeout=120,
                        env=dict(os.environ, HYDRA_FULL_ERROR="1"))
     assert p.returncode != 0 and "Traceback" in p.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Refused before anything is allocated or trained: these once crashed (ZeroDivisionError, out of
+# memory) or dropped the reason, and left a failed run folder behind.
+
+def _no_features(tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "nof.npz", x=np.zeros((200, 0)), y=np.arange(200) % 2)
+    return ["data=npz", f"data.path={tmp_path / 'nof.npz'}"]
+
+
+@pytest.mark.parametrize("make_args,expect", [
+    (_no_features, ["data.path='", "nof.npz'", "shape (200, 0)", "no features"]),
+    (lambda _: ["model.width=100000000"],
+     ["model.width=100000000: the model would have 1e+16 parameters", "PiB of training state",
+      "optimizer=adam", "room for"]),
+    (lambda _: ["optimizer.lr=logspace(-5,-1,0)"],
+     ["optimizer.lr=logspace(-5,-1,0): the count must be an integer >= 1"]),
+], ids=["npz_no_features", "huge_width", "logspace_count"])
+def test_refused_before_training(make_args, expect, tmp_path):
+    line = bad(make_args(tmp_path), tmp_path)
+    assert line.startswith("runner: error: ")
+    for word in expect:
+        assert word in line, (word, line)
+
+
+def _spec(overrides):
+    from conftest import compose
+
+    from runner.config import validate
+    from runner.data import load_dataset
+    from runner.spec import make_spec
+    cfg = validate(compose(["data.max_samples=120", "model.width=16"] + list(overrides)))
+    ds = load_dataset(cfg.data)
+    return cfg, ds, make_spec(cfg, ds)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["optimizer=sgd"],
+    ["model=resmlp", "model.widths=[8,12,12,6]", "optimizer=rmsprop", "optimizer.centered=true"],
+    ["model=cnn", "regularization.batchnorm=true", "activation=prelu", "optimizer=adadelta"],
+    ["model=cnn", "model.conv_dim=1", "activation=maxout", "regularization.batchnorm=true",
+     "regularization.batchnorm_position=after", "model.pool=1", "optimizer=momentum"],
+    ["data=breast_cancer", "activation=prelu", "activation.per_unit=false", "optimizer=adamw"],
+])
+def test_memory_estimate_matches_the_real_training_state(overrides):
+    """runner.memory counts in pure Python what jax.eval_shape of train.init_state allocates
+    (which adds only the RNG key, the step and the optimizer's step counts)."""
+    from runner import memory, vectorized
+    cfg, ds, spec = _spec(overrides)
+    est = memory.state_bytes(spec.model, spec.input_shape, cfg.optimizer.name,
+                             cfg.optimizer.centered)
+    assert 0 <= vectorized.state_bytes(cfg, ds) - est <= 32
+
+
+@pytest.mark.parametrize("overrides,key", [
+    (["model.width=100000"], "model.width=100000:"),
+    (["model.widths=[16,100000,100000]"], "model.widths=[16, 100000, 100000]:"),
+    (["model.depth=5000", "model.width=2048"], "model.depth=5000:"),
+    (["model=resmlp", "model.width=100000"], "model.width=100000:"),
+    (["model=cnn", "model.kernel_size=5000"], "model.kernel_size=5000:"),
+])
+def test_too_large_for_memory_names_the_key(overrides, key, monkeypatch):
+    from runner import memory
+    from runner.config import ConfigError
+    cfg, ds, _ = _spec(overrides)
+    monkeypatch.setattr(memory, "budget", lambda: (8 * 2 ** 30, "this machine has"))
+    with pytest.raises(ConfigError) as e:
+        memory.check_memory(cfg, ds)
+    msg = str(e.value)
+    assert msg.startswith(key) and "parameters" in msg and "8 GiB" in msg and "\n" not in msg
+    memory.check_memory(_spec([])[0], ds)  # the default model fits
+
+
+@pytest.mark.parametrize("override,expect", [
+    ("optimizer.lr=geomspace(-1,1,3)", "optimizer.lr=geomspace(-1,1,3): start and stop must "
+     "be > 0"),
+    ("optimizer.lr=logspace(a,b,3)", "optimizer.lr=logspace(a,b,3): start and stop must be "
+     "exponents of 10"),
+    ("optimizer.lr=logspace(1,2,2.5)", "optimizer.lr=logspace(1,2,2.5): the count must be an "
+     "integer >= 1"),
+    ("optimizer.lr=range(a)", "optimizer.lr=range(a): mismatch type argument start"),
+])
+def test_override_parse_errors_keep_the_reason(override, expect):
+    """Hydra's "Error parsing override" names the override; its reason is on the next line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from runner.cli import describe
+    from runner.sweep_grammar import install_grammar
+    install_grammar()
+    with pytest.raises(Exception) as e:
+        OverridesParser.create().parse_overrides([override])
+    assert describe(e.value) == describe(e.value).strip() and "\n" not in describe(e.value)
+    assert describe(e.value).startswith(expect), describe(e.value)
+
+
+def test_memory_budget_of_an_accelerator(monkeypatch):
+    """Once JAX has started on a GPU, its own memory bounds the state (no GPU in CI: faked)."""
+    import jax
+
+    from runner import memory
+
+    class Device:
+        platform, device_kind = "gpu", "NVIDIA H200"
+
+        def memory_stats(self):
+            return {"bytes_limit": 140 * 2 ** 30, "bytes_in_use": 4 * 2 ** 30}
+    monkeypatch.setattr(jax, "local_devices", lambda: [Device()])
+    assert memory.budget() == (136 * 2 ** 30, "the GPU (NVIDIA H200) has")
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert not memory._accelerator_plugin()

@@ -404,6 +404,59 @@ def test_idx_errors(tmp_path):
     err(DataConfig(name="idx", path=str(folder)), "50 images but 7 labels")
 
 
+def test_idx_empty_images_and_non_integer_labels(tmp_path):
+    folder = tmp_path / "m"
+    write_idx(folder, hw=(0, 0))  # was a ZeroDivisionError when the model was built
+    err(DataConfig(name="idx", path=str(folder)), f"data.path={str(folder)!r}", "0x0 pixels",
+        "at least 1x1")
+
+    def labels(values):  # float32 labels (IDX type 0x0D)
+        a = np.asarray(values, ">f4")
+        return struct.pack(">BBBBI", 0, 0, 0x0D, 1, len(a)) + a.tobytes()
+    write_idx(folder)
+    (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 3 + 0.7))
+    # were truncated to 0, 1, 2 (and NaN became the one class -9.2e18)
+    err(DataConfig(name="idx", path=str(folder)), f"data.path={str(folder)!r}",
+        "train-labels-idx1-ubyte", "50 labels that are not integers (e.g. 0.7)")
+    (folder / "train-labels-idx1-ubyte").write_bytes(labels([np.nan] * 50))
+    err(DataConfig(name="idx", path=str(folder)), "data.path=", "(e.g. nan)", "integers")
+    (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 10))
+    assert load_dataset(DataConfig(name="idx", path=str(folder))).n_classes == 10  # 3.0 is 3
+    # regression takes real-valued labels as they are
+    (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 3 + 0.7))
+    ds = load_dataset(DataConfig(name="idx", path=str(folder), task="regression",
+                                 preprocessing="none"))
+    assert ds.task == "regression" and set(np.round(ds.y_train.astype(float), 4)) == {0.7, 1.7, 2.7}
+
+
+def test_user_files_non_integer_classes_name_the_path(tmp_path):
+    p = str(tmp_path / "f.npz")
+    np.savez(p, x=np.zeros((30, 2)), y=np.arange(30) % 3 + 0.5)
+    assert load_dataset(DataConfig(name="npz", path=p)).task == "regression"  # auto: allowed
+    err(DataConfig(name="npz", path=p, task="classification"), f"data.path={p!r}",
+        "not integer class labels (e.g. 0.5)", "data.task=classification")
+    c = write(tmp_path / "f.csv", "a,y\n" + "".join(f"{i},{i % 3 + 0.25}\n" for i in range(30)))
+    err(DataConfig(name="csv", path=c, target="y", task="binary"), f"data.path={c!r}",
+        "(e.g. 0.25)", "data.task=binary")
+
+
+def test_npz_without_features_or_examples(tmp_path):
+    p = str(tmp_path / "nof.npz")
+    np.savez(p, x=np.zeros((30, 0)), y=np.arange(30) % 2)
+    err(DataConfig(name="npz", path=p), f"data.path={p!r}", "shape (30, 0)", "no features")
+    np.savez(p, x=np.zeros((30, 4, 0)), y=np.arange(30) % 2)
+    err(DataConfig(name="npz", path=p), "shape (30, 4, 0)", "no features")
+    np.savez(p, x=np.zeros((0, 3)), y=np.zeros(0))
+    err(DataConfig(name="npz", path=p), "shape (0, 3)", "no examples")
+
+
+def test_csv_duplicated_column_names(tmp_path):
+    p = write(tmp_path / "dup.csv", "a,a,label,b,b\n" + "1,2,0,3,4\n" * 30)
+    # was: data.target=a silently took the first of the two
+    err(DataConfig(name="csv", path=p, target="a"), f"data.path={p!r}",
+        "'a' (columns 1, 2), 'b' (columns 4, 5)", "own name")
+
+
 # ---------------------------------------------------------------------------------------------
 
 def test_import_is_light():

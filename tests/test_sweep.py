@@ -258,6 +258,14 @@ def test_all_failed_exits_non_zero_with_one_line(tmp_path):
     assert not (d / "best.yaml").exists()
 
 
+def test_bad_n_jobs_is_refused_before_the_sweep_folder_exists(tmp_path):
+    p, d = sweep(["optimizer.lr=0.01,0.1", *QUICK, "hydra.sweeper.n_jobs=0"], tmp_path)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert lines == ["runner: error: hydra.sweeper.n_jobs=0: expected an integer >= 1"], p.stderr
+    assert not d.exists()
+
+
 def test_fail_fast_stops_at_the_first_failure(tmp_path):
     p, d = sweep(["optimizer.lr=-1,0.1", *QUICK, "hydra.sweeper.fail_fast=true"], tmp_path)
     assert p.returncode == 2
