@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from runner import diagnostics as diag
-from runner import losses, outputs, train
+from runner import losses, rundir, train
 from runner.config import Config, ConfigError
 from runner.spec import Dataset, Spec, make_hparams, make_spec
 
@@ -332,16 +332,16 @@ def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True)
     """curves.csv, curves.png, then metrics.json last: its presence with a final status means
     the run's files are all there."""
     metric = result.metrics["metric"]
-    outputs.write_curves(run_dir / "curves.csv", result.history, metric)
+    rundir.write_curves(run_dir / rundir.CURVES, result.history, metric)
     if result.diagnostics:
-        outputs.write_rows(run_dir / "diagnostics.csv", result.diagnostics, diag.FIELDS)
+        rundir.write_rows(run_dir / rundir.DIAGNOSTICS, result.diagnostics, diag.FIELDS)
     if result.best_state is not None:
         from runner.checkpoint import save_params
-        save_params(run_dir / "best_params.npz", jax.device_get(result.best_state["params"]),
+        save_params(run_dir / rundir.BEST_PARAMS, jax.device_get(result.best_state["params"]),
                     jax.device_get(result.best_state["batch_stats"]))
     if plot and result.history:
         from runner.plots import plot_curves, plot_diagnostics
         plot_curves(result.history, metric, run_dir / "curves.png", title=title)
         if result.diagnostics:
             plot_diagnostics(result.diagnostics, run_dir / "diagnostics.png", title=title)
-    outputs.write_json(run_dir / "metrics.json", result.metrics)
+    rundir.write_json(run_dir / rundir.METRICS, result.metrics)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.outputs import atomic_write
+from runner.rundir import atomic_write
 
 COLLECTIONS = ("params", "batch_stats")
 

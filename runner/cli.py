@@ -141,7 +141,7 @@ def task(dcfg, result=None) -> float:
     from hydra.types import RunMode
     from rich.console import Console
 
-    from runner import outputs
+    from runner import rundir
     from runner.config import ConfigError, validate
     from runner.data import load_dataset
 
@@ -173,7 +173,7 @@ def task(dcfg, result=None) -> float:
                 def on_start(spec, n_params, compile_time):
                     nonlocal started
                     started = True
-                    outputs.write_json(run_dir / "metrics.json", {"status": "running"})
+                    rundir.write_json(run_dir / rundir.METRICS, {"status": "running"})
                     display.start(spec, n_params, compile_time)
 
                 result = app.run(cfg, ds, on_start=on_start,
@@ -185,7 +185,7 @@ def task(dcfg, result=None) -> float:
                       plot=plot)
     except ConfigError as e:
         if started or multirun:
-            outputs.write_json(run_dir / "metrics.json", {"status": "failed", "error": str(e)})
+            rundir.write_json(run_dir / rundir.METRICS, {"status": "failed", "error": str(e)})
         else:
             _cleanup(run_dir)
         if detached:
@@ -194,7 +194,7 @@ def task(dcfg, result=None) -> float:
         raise
     except Exception as e:
         if run_dir.is_dir():
-            outputs.write_json(run_dir / "metrics.json",
+            rundir.write_json(run_dir / rundir.METRICS,
                                {"status": "failed", "error": f"{type(e).__name__}: {e}"})
         if detached:
             _job_failed(hc.job.num, e, trace=True)

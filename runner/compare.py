@@ -9,11 +9,13 @@ completed run for `best`, no curves yet for `plot`); 2 bad input (unknown key or
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections import Counter
 from pathlib import Path
 
+from runner import rundir
 from runner.compare_render import Column, fmt_number, missing, render
 from runner.compare_table import (Group, build_rows, caption, choose_columns, default_sort,
                                   hashable, make_groups, parse_sort, sort_items, sortable)
@@ -178,8 +180,9 @@ def _plot_selection(path: str, items: list, gkeys, cols) -> None:
     print(f"runner: wrote {path}", file=sys.stderr)
 
 
-def find_run(name: str, paths: list[str], loaded: list | None = None) -> Run:
-    """A run by path, or by id / path suffix among the runs under paths."""
+def find_run(name: str, paths: list[str], loaded=None) -> Run:
+    """A run by path, or by id / path suffix among the runs under paths (`loaded`: those runs,
+    or a function returning them, called only when `name` is no path)."""
     p = Path(name)
     if p.exists():
         dirs = find_run_dirs(p)
@@ -188,7 +191,13 @@ def find_run(name: str, paths: list[str], loaded: list | None = None) -> Run:
             run.id = str(dirs[0])
             return run
         raise ResultsError(f"{name}: not a run directory ({len(dirs)} runs under it)")
-    runs = loaded if loaded is not None else load_runs(paths)
+    if p.is_absolute() or name.startswith(("./", "../", "~")):
+        raise ResultsError(f"{name}: no such file or directory")
+    missing_roots = [r for r in paths if not Path(r).exists()]
+    if missing_roots:
+        raise ResultsError(f"{name}: no such file or directory (nor a run id: there is no "
+                           f"{', '.join(map(str, missing_roots))} folder to look in)")
+    runs = loaded() if callable(loaded) else loaded if loaded is not None else load_runs(paths)
     want = name.strip("/")
     hits = [r for r in runs if r.id == want] or [
         r for r in runs if Path(r.path).as_posix().endswith("/" + want)]
@@ -202,13 +211,14 @@ def find_run(name: str, paths: list[str], loaded: list | None = None) -> Run:
 
 
 def cmd_diff(args) -> int:
-    loaded = None
-    found = []
-    for name in args.diff:
-        if loaded is None and not Path(name).exists():
-            loaded = load_runs(args.paths)
-        found.append(find_run(name, args.paths, loaded))
-    a, b = found
+    cache = []
+
+    def loaded():  # the runs under PATH, read once, only for a name that is no path
+        if not cache:
+            cache.append(load_runs(args.paths))
+        return cache[0]
+
+    a, b = (find_run(name, args.paths, loaded) for name in args.diff)
     rows = []
     for kind, da, db in (("config", a.params, b.params), ("metrics", a.metrics, b.metrics)):
         for k in dict.fromkeys(list(da) + list(db)):
@@ -278,13 +288,27 @@ def cmd_best(args) -> int:
 
 def cmd_plot(args) -> int:
     run = find_run(args.run, [DEFAULT_ROOT])
+    curves = run.path / rundir.CURVES
     rows = run.curves()
-    if not rows or not run.metric:
-        raise NoRuns(f"{args.run}: no curves.csv yet (the run has not finished an epoch)")
+    if run.curves_error:  # "curves.csv: not UTF-8 (byte 0xff at 17)"
+        raise ResultsError(os.path.join(str(run.path), run.curves_error))
+    if not rows:
+        raise NoRuns(f"{args.run}: no {rundir.CURVES} yet (the run has not finished an epoch)")
+    metric = run.metric
+    fields = run.curve_fields()
+    wanted = ["train_loss", "val_loss"] + ([f"train_{metric}", f"val_{metric}"] if metric else [])
+    have = [f for f in wanted if f in fields]
+    if "epoch" not in fields or not have:
+        raise ResultsError(f"{curves}: nothing to plot (columns {', '.join(fields)}; expected "
+                           f"epoch and some of {', '.join(wanted)})")
+    lacking = [f for f in wanted if f not in fields]
+    if lacking:
+        run.warnings.append(f"{rundir.CURVES} has no {', '.join(lacking)} column"
+                            f"{'s' if len(lacking) > 1 else ''}: plotted the others")
     from runner.plots import plot_curves
-    out = Path(args.out) if args.out else run.path / "curves.png"
+    out = Path(args.out) if args.out else run.path / rundir.CURVES_PNG
     title = " ".join(run.overrides()) or run.id
-    plot_curves(rows, run.metric, out, title=title)
+    plot_curves(rows, metric, out, title=title)
     print(out)
     _plot_diagnostics(run, out, args.out is None, title)
     _warn([run])
@@ -294,30 +318,21 @@ def cmd_plot(args) -> int:
 def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> None:
     """A run with diagnostics.csv (per-layer rows) also gets RUN/diagnostics.png (with --out
     FILE.png: FILE_diagnostics.png)."""
-    import csv
-    src = run.path / "diagnostics.csv"
-    try:
-        with open(src, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
+    got = rundir.read_diagnostics(run.path)
+    if got.error:
+        run.warnings.append(f"not plotted: {got.error}")
         return
-    except (OSError, csv.Error) as e:
-        print(f"runner: warning: {run.id}: unreadable diagnostics.csv ({e})", file=sys.stderr)
+    rows = got.data
+    if not rows or not {"grad_norm", "act_std"} <= set(rows[0]):
+        if rows:
+            run.warnings.append(f"not plotted: {rundir.DIAGNOSTICS} has no grad_norm and "
+                                f"act_std columns")
         return
-    if not rows:
-        return
-    for r in rows:
-        for k, v in r.items():
-            if k != "layer":
-                try:
-                    r[k] = float(v) if v not in ("", None) else float("nan")
-                except ValueError:
-                    pass
     try:
         from runner.plots import plot_diagnostics
     except ImportError:
         return
-    target = (run.path / "diagnostics.png" if default_out
+    target = (run.path / rundir.DIAGNOSTICS_PNG if default_out
               else out.with_name(out.stem + "_diagnostics.png"))
     plot_diagnostics(rows, target, title=title)
     print(target)
@@ -335,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     except NoRuns as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return 1
-    except ResultsError as e:
+    except (ResultsError, rundir.RunDirError) as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -346,8 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass
         return 0
-    except OSError as e:  # e.g. --plot into a folder that does not exist
-        print(f"runner: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # e.g. --plot into a folder that does not exist (rundir.atomic_write)
+        where = f"cannot write {e.filename}: " if e.filename else ""
+        print(f"runner: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
 
 

@@ -16,7 +16,8 @@ BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK = "curve"  # the sparkline column (--drop curve hides it)
 SPARK_WIDTH = 16
 STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "bold red",
-                "running": "yellow", "incomplete": "dim"}
+                "interrupted": "magenta", "running": "yellow", "stale": "yellow dim",
+                "unreadable": "bold red", "incomplete": "dim"}
 
 
 @dataclass
@@ -304,7 +305,7 @@ def plot_overlay(series, metric: str, path, title: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from runner.outputs import atomic_write
+    from runner.rundir import atomic_write
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, runs in series:

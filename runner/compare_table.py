@@ -6,6 +6,7 @@ import math
 import re
 from collections import Counter
 
+from runner import rundir
 from runner.compare_render import SPARK, Cell, Column, mean_curve, missing, sparkline
 from runner.results import Keys, ResultsError, Run, natural_key, show_value
 
@@ -62,7 +63,9 @@ def make_groups(runs: list[Run], gkeys: list[tuple]) -> list[Group]:
 # sorting
 
 def _default_desc(key: tuple) -> bool:
-    return key[0] == "m" and "acc" in key[1]
+    """Metrics that are better higher (rundir.higher_is_better) sort descending, the rest
+    ascending."""
+    return key[0] == "m" and bool(rundir.higher_is_better(key[1]))
 
 
 def parse_sort(text: str, keys: Keys, option: str) -> list[tuple]:
@@ -86,10 +89,11 @@ def default_sort(runs: list[Run], keys: Keys) -> list[tuple]:
     if counts:
         (monitor, mode), _ = counts.most_common(1)[0]
         if f"best_{monitor}" in keys.metrics:
-            return [(("m", f"best_{monitor}"), mode == "max" if mode else "acc" in monitor)]
+            desc = mode == "max" if mode else bool(rundir.higher_is_better(monitor))
+            return [(("m", f"best_{monitor}"), desc)]
     for name in ("best_val_acc", "best_val_rmse", "best_val_loss"):
         if name in keys.metrics:
-            return [(("m", name), "acc" in name)]
+            return [(("m", name), _default_desc(("m", name)))]
     return []
 
 
@@ -118,6 +122,8 @@ def sort_items(items: list, spec: list[tuple]) -> list:
 
 # ---------------------------------------------------------------------------------------------
 # columns
+
+REASON = ("s", "reason")
 
 def _regexes(patterns: list[str], option: str) -> list:
     out = []
@@ -186,11 +192,11 @@ def choose_columns(args, keys: Keys, runs: list[Run], gkeys: list[tuple], sort_s
             continue
         if drop and _matches(drop, key) and not _matches(keep, key):
             continue
-        better = ("max" if "acc" in name else "min") if any(
-            t in name for t in ("acc", "loss", "rmse")) else None
-        cols.append(Column(name, "metric", key, better))
+        cols.append(Column(name, "metric", key, rundir.better(name)))
     if fmt in ("table", "markdown") and not any(rx.search(SPARK) for rx in drop):
         cols.append(Column(SPARK, "spark"))
+    if not gkeys and any(r.reason for r in runs) and not (drop and _matches(drop, REASON)):
+        cols.append(Column("reason", "text", REASON))  # why unreadable or stale
     return cols, max(hidden, 0)
 
 

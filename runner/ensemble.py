@@ -34,10 +34,9 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runner import rundir
 from runner.cli import OneLineParser
 
-ALIASES = {"val_acc": "best_val_acc", "val_loss": "best_val_loss", "val_rmse": "best_val_rmse",
-           "acc": "best_val_acc", "loss": "best_val_loss", "rmse": "best_val_rmse"}
 SPLITS = ("test", "val")
 EVAL_CHUNK = 2048
 
@@ -88,7 +87,7 @@ class Report:
         """Ensemble minus best single (accuracy), or best single minus ensemble (RMSE): > 0 is
         better."""
         d = self.ensemble_metric - self.best_single.metric
-        return d if self.metric_name == "acc" else -d
+        return d if rundir.higher_is_better(self.metric_name) else -d
 
     def as_dict(self) -> dict:
         m = self.metric_name
@@ -129,15 +128,14 @@ def _name(path: Path, roots: list[Path]) -> str:
 
 def find_trials(paths) -> tuple[list[Trial], dict]:
     """Completed trials with saved weights under the paths, and reason -> count of the others."""
-    import yaml
     roots = [Path(p) for p in paths]
     for root in roots:
         if not root.exists():
             raise EnsembleError(f"{root}: no such folder")
     found, seen = [], set()
     for root in roots:
-        files = [root / "metrics.json"] if (root / "metrics.json").is_file() else \
-            sorted(root.rglob("metrics.json"))
+        files = [root / rundir.METRICS] if (root / rundir.METRICS).is_file() else \
+            sorted(root.rglob(rundir.METRICS))
         for f in files:
             d = f.parent.resolve()
             if d in seen or any(part.startswith(".") for part in f.relative_to(root).parts[:-1]):
@@ -153,34 +151,27 @@ def find_trials(paths) -> tuple[list[Trial], dict]:
         skipped[reason] = skipped.get(reason, 0) + 1
 
     for d in found:
-        try:
-            metrics = json.loads((d / "metrics.json").read_text())
-        except (OSError, ValueError):
-            skip("unreadable metrics.json")
+        got = rundir.read_metrics(d)
+        if not got.ok:
+            skip(f"unreadable {rundir.METRICS}")
             continue
-        status = metrics.get("status")
-        if status != "completed":
+        metrics = got.data
+        status = rundir.status_of(metrics)
+        if status != rundir.COMPLETED:
             skip(f"status {status}")
             continue
-        if not (d / "best_params.npz").is_file():
-            skip("no best_params.npz")
+        if not rundir.has_best(d):
+            skip(f"no {rundir.BEST_PARAMS}")
             continue
-        cfg_file = d / ".hydra" / "config.yaml"
-        if not cfg_file.is_file():
-            skip("no .hydra/config.yaml")
+        cfg = rundir.read_config(d, flat=False)
+        if cfg.missing:
+            skip(f"no {rundir.CONFIG}")
             continue
-        try:
-            config = yaml.safe_load(cfg_file.read_text()) or {}
-        except (OSError, yaml.YAMLError):
-            skip("unreadable .hydra/config.yaml")
+        if not cfg.ok:
+            skip(f"unreadable {rundir.CONFIG}")
             continue
-        overrides = []
-        ov_file = d / ".hydra" / "overrides.yaml"
-        if ov_file.is_file():
-            try:
-                overrides = [str(o) for o in yaml.safe_load(ov_file.read_text()) or []]
-            except (OSError, yaml.YAMLError):
-                overrides = []
+        config = cfg.data
+        overrides = rundir.read_overrides(d).data or []
         trials.append(Trial(d, _name(d, roots), metrics, config, overrides=overrides))
     return trials, skipped
 
@@ -190,10 +181,10 @@ def rank(trials: list[Trial], metric: str | None = None) -> tuple[list[Trial], s
     mode = None
     if metric:
         key, _, direction = metric.partition(":")
-        key = ALIASES.get(key, key)
+        key = rundir.canonical(key)
         if direction and direction not in ("max", "min"):
             raise EnsembleError(f"--metric {metric}: the direction after ':' is max or min")
-        mode = direction or ("max" if key.endswith(("acc", "_acc")) else "min")
+        mode = direction or rundir.better(key) or "min"
     else:
         monitors = {(t.metrics.get("monitor"), t.metrics.get("mode")) for t in trials}
         if len(monitors) > 1:
@@ -204,7 +195,7 @@ def rank(trials: list[Trial], metric: str | None = None) -> tuple[list[Trial], s
         if not monitor:
             raise EnsembleError("metrics.json has no monitor; choose a ranking with --metric")
         key = "best_" + monitor
-        mode = mode or ("max" if monitor.endswith("acc") else "min")
+        mode = mode or rundir.better(monitor) or "min"
     for t in trials:
         v = t.metrics.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -261,7 +252,6 @@ def member_predictions(trial: Trial, split: str = "test"):
     import numpy as np
 
     from runner import losses
-    from runner.checkpoint import load_params
     from runner.config import ConfigError, validate
     from runner.nn import build_model
     from runner.spec import make_hparams, make_spec
@@ -273,7 +263,7 @@ def member_predictions(trial: Trial, split: str = "test"):
     spec = make_spec(cfg, ds)
     hp = make_hparams(cfg, spec)
     model = build_model(spec.model, hp)
-    params, batch_stats = load_params(trial.path / "best_params.npz")
+    params, batch_stats = rundir.load_best(trial.path)
     variables = {"params": params}
     if spec.model.batchnorm:
         variables["batch_stats"] = batch_stats
@@ -285,7 +275,7 @@ def member_predictions(trial: Trial, split: str = "test"):
         outs = [np.asarray(apply(variables, x[i:i + EVAL_CHUNK]))
                 for i in range(0, len(x), EVAL_CHUNK)]
     except Exception as e:  # noqa: BLE001 - weights that do not fit the config
-        raise EnsembleError(f"{trial.name}: best_params.npz does not fit its config: "
+        raise EnsembleError(f"{trial.name}: {rundir.BEST_PARAMS} does not fit its config: "
                             f"{str(e).splitlines()[0]}") from e
     out = np.concatenate(outs).astype(np.float64)
     head = spec.model.head
@@ -434,7 +424,7 @@ def _main(argv: list[str]) -> int:
     report = ensemble(args.paths, top=args.top, metric=args.metric, split=args.split)
     data = report.as_dict()
     if args.out != "-":
-        from runner.outputs import write_json
+        from runner.rundir import write_json
         out = Path(args.out) if args.out else Path(args.paths[0]) / "ensemble.json"
         if not args.out and not Path(args.paths[0]).is_dir():
             out = Path(args.paths[0]).parent / "ensemble.json"
@@ -453,7 +443,7 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from runner.cli import subcommand
-    return subcommand("ensemble", argv, _main, expected=(EnsembleError,))
+    return subcommand("ensemble", argv, _main, expected=(EnsembleError, rundir.RunDirError))
 
 
 if __name__ == "__main__":

@@ -381,26 +381,26 @@ def compose(overrides: list[str]):
 
 
 def _load_run(path: str):
-    """(Config, params, batch_stats) of a run directory."""
-    import yaml
-
-    from runner.checkpoint import load_params
+    """(Config, params, batch_stats) of a run directory (read through runner.rundir)."""
+    from runner import rundir
     from runner.config import ConfigError, validate
     run = Path(path)
-    cfg_file, npz = run / ".hydra" / "config.yaml", run / "best_params.npz"
-    if not cfg_file.is_file():
-        raise GradcheckError(f"--run {path}: not a run directory (no .hydra/config.yaml)")
-    if not npz.is_file():
-        raise GradcheckError(f"--run {path}: has no best_params.npz (unfinished, or no finite "
-                             f"epoch)")
+    got = rundir.read_config(run, flat=False)
+    if got.missing:
+        raise GradcheckError(f"--run {path}: not a run directory (no {rundir.CONFIG})")
+    if got.error:
+        raise GradcheckError(f"--run {path}: {got.error}")
+    if not rundir.has_best(run):
+        raise GradcheckError(f"--run {path}: has no {rundir.BEST_PARAMS} (unfinished, or no "
+                             f"finite epoch)")
     try:
-        cfg = validate(yaml.safe_load(cfg_file.read_text()))
+        cfg = validate(got.data)
     except ConfigError as e:
         raise GradcheckError(f"--run {path}: its config is not valid here: {e}") from e
     try:
-        params, batch_stats = load_params(npz)
-    except Exception as e:  # noqa: BLE001 - a bad file is one line
-        raise GradcheckError(f"--run {path}: cannot read best_params.npz: {e}") from e
+        params, batch_stats = rundir.load_best(run)
+    except rundir.RunDirError as e:
+        raise GradcheckError(f"--run {path}: {e}") from e
     return cfg, params, batch_stats
 
 

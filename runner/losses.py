@@ -76,7 +76,9 @@ def metric_name(head: str) -> str:
 
 
 def higher_is_better(head: str) -> bool:
-    return metric_name(head) == "acc"
+    """Whether the head's metric is better higher (the one rule: runner.rundir)."""
+    from runner.rundir import higher_is_better as rule
+    return bool(rule(metric_name(head)))
 
 
 def finalize(head: str, metric_sum, weight_sum=1.0):

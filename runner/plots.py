@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from runner.outputs import atomic_write
+from runner.rundir import atomic_write
 
 METRIC_LABEL = {"acc": "accuracy", "rmse": "RMSE"}
 
@@ -52,18 +52,22 @@ def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
     _save(fig, plt, path)
 
 
-def plot_curves(rows: list[dict], metric: str, path: Path, title: str = "") -> None:
+def plot_curves(rows: list[dict], metric: str | None, path: Path, title: str = "") -> None:
+    """Loss (left) and metric (right), train and validation, against epoch; a column the rows
+    lack (a curves.csv of another version) is left out."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, key, label in ((axes[0], "loss", "loss"),
-                           (axes[1], metric, METRIC_LABEL.get(metric, metric))):
-        ax.plot(epochs, [r[f"train_{key}"] for r in rows], label="train", marker=".")
-        ax.plot(epochs, [r[f"val_{key}"] for r in rows], label="validation", marker=".")
+                           (axes[1], metric, METRIC_LABEL.get(metric, metric or "metric"))):
+        for split, name in (("train", "train"), ("val", "validation")):
+            if key and f"{split}_{key}" in rows[0]:
+                ax.plot(epochs, [r[f"{split}_{key}"] for r in rows], label=name, marker=".")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()

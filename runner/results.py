@@ -1,9 +1,8 @@
-"""Read run directories as the runner leaves them, without importing jax, hydra or omegaconf:
-`.hydra/config.yaml` (the composed config, flattened to dotted keys), `.hydra/overrides.yaml`,
-`metrics.json` and `curves.csv`. A run that is unreadable, half-written or still going is still
-listed (status running or incomplete) with a warning; reading never raises for one bad run.
-
-Used by `runner compare`, `runner best` and `runner plot` (runner.compare)."""
+"""Runs as `runner compare`, `runner best` and `runner plot` (runner.compare) see them, read
+through runner.rundir (the run folder's format, status and metric names), without importing jax,
+hydra or omegaconf. A run that is damaged, half-done or still going is still listed (status
+unreadable, stale, running or incomplete; see rundir.LIFECYCLE) with a warning; reading never
+raises for one bad run."""
 from __future__ import annotations
 
 import json
@@ -14,22 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.compare_yaml import load_yaml, parse_config
+from runner import rundir
+from runner.rundir import ALIASES
 
-FINAL = ("completed", "diverged", "failed")
-STATUSES = FINAL + ("running", "incomplete")
-# A run whose metrics.json says "running" but whose files have not changed for this long is
-# probably interrupted: it is still listed as running, with a warning.
-STALE_AFTER_S = 30 * 60
-
-# Short names for metrics.json keys (--sort, --where, --group-by, --keep accept both).
-METRIC_ALIASES = {
-    "val_acc": "best_val_acc", "val_rmse": "best_val_rmse", "val_loss": "best_val_loss",
-    "acc": "best_val_acc", "rmse": "best_val_rmse", "loss": "best_val_loss",
-    "train_loss": "final_train_loss", "train_acc": "final_train_acc",
-    "train_rmse": "final_train_rmse", "time": "wall_time", "wall": "wall_time",
-}
-SPECIAL = ("id", "status", "path")
+SPECIAL = ("id", "status", "path", "reason")
 
 
 class ResultsError(Exception):
@@ -38,18 +25,6 @@ class ResultsError(Exception):
 
 class NoRuns(ResultsError):
     """No run directory under the given paths: exit code 1."""
-
-
-def flatten(cfg, prefix: str = "") -> dict:
-    """{"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}; lists and empty maps are leaves."""
-    out = {}
-    for k, v in cfg.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def natural_key(s: str):
@@ -90,12 +65,14 @@ def show_value(v) -> str:
 class Run:
     path: Path
     id: str = ""
-    status: str = "incomplete"
+    status: str = rundir.INCOMPLETE
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
-    _curves: list | None = None
-    _curve_fields: list | None = None
+    reason: str | None = None   # why the status is unreadable or stale
+    curves_error: str | None = None  # "curves.csv: not UTF-8 (byte 0xff at 17)"
+    _curves: rundir.Curves | None = None
+    _curves_notes: tuple | None = None
     _overrides: list | None = None
 
     @property
@@ -105,10 +82,7 @@ class Run:
         if m:
             return m
         self.curves()
-        for name in self._curve_fields or ():
-            if name in ("val_acc", "val_rmse"):
-                return name[4:]
-        return None
+        return self._curves.metric()
 
     def get(self, key: tuple):
         kind, name = key
@@ -116,39 +90,28 @@ class Run:
             return self.params.get(name)
         if kind == "m":
             return self.metrics.get(name)
-        return {"id": self.id, "status": self.status, "path": str(self.path)}[name]
+        return {"id": self.id, "status": self.status, "path": str(self.path),
+                "reason": self.reason}[name]
 
     def curves(self) -> list[dict]:
-        """curves.csv rows as {field: float} (NaN for empty cells); [] if missing."""
+        """curves.csv rows as {field: float} (NaN for empty cells); [] if missing or damaged."""
         if self._curves is None:
-            self._curves, self._curve_fields = [], []
-            p = self.path / "curves.csv"
-            try:
-                text = p.read_text()
-            except FileNotFoundError:
-                return self._curves
-            except OSError as e:
-                self.warnings.append(f"cannot read curves.csv: {e.strerror}")
-                return self._curves
-            lines = text.splitlines()
-            if not lines:
-                return self._curves
-            names = lines[0].strip().split(",")
-            self._curve_fields = names
-            for line in lines[1:]:
-                cells = line.split(",")
-                if len(cells) != len(names):
-                    if line.strip():
-                        self.warnings.append("curves.csv has a malformed line (half-written?)")
-                    continue
-                row = {}
-                for n, c in zip(names, cells):
-                    try:
-                        row[n] = float(c) if c else math.nan
-                    except ValueError:
-                        row[n] = math.nan
-                self._curves.append(row)
-        return self._curves
+            self._read_curves()
+        if self._curves_notes is None:
+            self._curves_notes = self._curves.notes
+            self.warnings.extend(self._curves_notes)
+        return self._curves.rows
+
+    def curve_fields(self) -> list[str]:
+        self.curves()
+        return self._curves.fields
+
+    def _read_curves(self) -> str | None:
+        """Read curves.csv; the error if it is damaged."""
+        got = rundir.read_curves(self.path)
+        self._curves = got.data if got.ok else rundir.Curves()
+        self.curves_error = got.error
+        return got.error
 
     def val_curve(self) -> list[float]:
         """The validation metric per epoch (val_acc / val_rmse); train loss without val split."""
@@ -162,11 +125,10 @@ class Run:
 
     def overrides(self) -> list[str]:
         if self._overrides is None:
-            try:
-                ov = load_yaml((self.path / ".hydra" / "overrides.yaml").read_text())
-                self._overrides = [str(x) for x in ov] if isinstance(ov, list) else []
-            except Exception:  # noqa: BLE001 - a missing/odd file means no overrides shown
-                self._overrides = []
+            got = rundir.read_overrides(self.path)
+            self._overrides = got.data if got.ok else []
+            if got.error:
+                self.warnings.append(got.error)
         return self._overrides
 
 
@@ -184,10 +146,11 @@ def _from_curves(run: Run) -> None:
         for name in ("loss", m):
             v = last.get(f"{split}_{name}", math.nan)
             got[f"final_{split}_{name}"] = v if math.isfinite(v) else None
-    key, better = (f"val_{m}", max) if m == "acc" else ("val_loss", min)
+    key = f"val_{m}" if rundir.higher_is_better(m) else "val_loss"
+    pick = max if rundir.higher_is_better(key) else min
     finite = [(i, r[key]) for i, r in enumerate(rows) if math.isfinite(r.get(key, math.nan))]
     if finite:
-        target = better(v for _, v in finite)
+        target = pick(v for _, v in finite)
         i = next(j for j, v in finite if v == target)  # the first epoch reaching it
         got["best_epoch"] = i + 1
         for name in ("loss", m):
@@ -201,68 +164,53 @@ def _from_curves(run: Run) -> None:
 
 
 def load_run(path: Path, now: float | None = None) -> Run:
+    """A run folder as a Run: settings, metrics, status (rundir.status_of; unreadable when a
+    file is damaged, with the reason naming it) and warnings. Never raises for a bad run."""
     run = Run(path=path)
-    hydra = path / ".hydra"
-    try:
-        cfg = parse_config((hydra / "config.yaml").read_text())
-        if not isinstance(cfg, dict):
-            raise ValueError("not a mapping")
-        run.params = flatten(cfg)
-        config_ok = True
-    except Exception as e:  # noqa: BLE001 - any unreadable config: listed as incomplete
-        run.warnings.append(f"unreadable .hydra/config.yaml ({type(e).__name__})")
-        config_ok = False
+    damaged = []
+    cfg = rundir.read_config(path)
+    if cfg.ok:
+        run.params = cfg.data
+    elif cfg.missing:
+        run.warnings.append(f"no {rundir.CONFIG}")
+    else:
+        damaged.append(cfg.error)
 
-    mpath = path / "metrics.json"
-    try:
-        text = mpath.read_text()
-    except FileNotFoundError:
-        text = None
-        run.warnings.append("no metrics.json (not started, refused or interrupted)")
-    except OSError as e:
-        text = None
-        run.warnings.append(f"cannot read metrics.json: {e.strerror}")
-    metrics = None
-    if text is not None:
-        try:
-            metrics = json.loads(text)
-            if not isinstance(metrics, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            metrics = None
-            run.warnings.append("unreadable metrics.json (half-written?)")
-    status = metrics.get("status") if metrics else None
+    got = rundir.read_metrics(path)
+    metrics = got.data if got.ok else None
+    if got.missing:
+        run.warnings.append(f"no {rundir.METRICS} (not started, refused or interrupted)")
+    elif got.error:
+        damaged.append(got.error)
+    bad_curves = run._read_curves()  # read now: a damaged curves.csv makes the run unreadable
+    if bad_curves:
+        damaged.append(bad_curves)
+
     if metrics:
         run.metrics = {k: v for k, v in metrics.items()
-                       if k != "status" and (v is None or isinstance(v, (int, float, str)))}
-    if status in FINAL:
-        run.status = status
-    elif status == "running":
-        run.status = "running"
-        now = time.time() if now is None else now
-        mtimes = []
-        for p in (mpath, path / "curves.csv"):
-            try:
-                mtimes.append(p.stat().st_mtime)
-            except OSError:
-                pass
-        idle = now - max(mtimes) if mtimes else 0.0
-        if idle > STALE_AFTER_S:
-            run.warnings.append(f"says running but nothing was written for {idle / 3600:.1f} h "
-                                f"(interrupted?)")
-    else:
-        run.status = "incomplete"
-        if metrics is not None:
-            run.warnings.append(f"metrics.json has status {status!r}")
-    if not config_ok:
-        run.status = "incomplete"
-    if run.status in ("running", "incomplete"):
+                       if k != "status" and k not in rundir.LIVE_KEYS
+                       and (v is None or isinstance(v, (int, float, str)))}
+    mtime = (rundir.last_write(path) if metrics and metrics.get("status") == rundir.RUNNING
+             else None)
+    run.status = rundir.status_of(metrics, now, mtime)
+    if run.status == rundir.STALE:
+        run.reason = rundir.stale_reason(metrics, now, mtime)
+        run.warnings.append(f"stale: says running, but {run.reason}")
+    elif run.status == rundir.INCOMPLETE and metrics:
+        run.warnings.append(f"{rundir.METRICS} has status {metrics.get('status')!r}")
+    if cfg.missing:
+        run.status = rundir.INCOMPLETE
+    if damaged:
+        run.status = rundir.UNREADABLE
+        run.reason = "; ".join(damaged)
+        run.warnings.append(f"unreadable: {run.reason}")
+    if run.status not in rundir.FINAL:
         _from_curves(run)
     return run
 
 
 def _is_run(path: Path) -> bool:
-    return (path / ".hydra").is_dir()
+    return (path / rundir.HYDRA_DIR).is_dir()
 
 
 def find_run_dirs(root: Path) -> list[Path]:
@@ -278,7 +226,7 @@ def find_run_dirs(root: Path) -> list[Path]:
         return [root]
     found = []
     for dirpath, dirnames, _ in os.walk(root):
-        if ".hydra" in dirnames:
+        if rundir.HYDRA_DIR in dirnames:
             found.append(Path(dirpath))
             dirnames[:] = []
             continue
@@ -333,7 +281,7 @@ class Keys:
         return name[:-5] if kind == "p" and name.endswith(".name") else name
 
     def available(self) -> str:
-        aliases = [a for a, t in METRIC_ALIASES.items() if t in self.metrics]
+        aliases = [a for a, t in ALIASES.items() if t in self.metrics]
         text = ", ".join(SPECIAL)
         if self.metrics:
             text += "; metrics: " + ", ".join(self.metrics)
@@ -352,8 +300,8 @@ class Keys:
             return ("p", name)
         if name in self._groups:
             return ("p", self._groups[name])
-        if METRIC_ALIASES.get(name) in self.metrics:
-            return ("m", METRIC_ALIASES[name])
+        if ALIASES.get(name) in self.metrics:
+            return ("m", ALIASES[name])
         ends = [k for k in self.params if k.endswith("." + name)]
         if len(ends) == 1:
             return ("p", ends[0])
@@ -365,7 +313,7 @@ class Keys:
         if len(ends) > 1:
             return f"'{name}' is ambiguous ({', '.join(ends)})"
         import difflib
-        names = list(SPECIAL) + self.metrics + list(METRIC_ALIASES) + self.params + list(
+        names = list(SPECIAL) + self.metrics + list(ALIASES) + self.params + list(
             self._groups)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         return f"unknown key '{name}'" + (f" (did you mean {' or '.join(close)}?)"

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from runner.outputs import atomic_write, write_json
+from runner.rundir import atomic_write, write_json
 from runner.sweep_report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
                                  ranked, read_metrics, summary, sweep_mode, write_best,
                                  write_summary)

@@ -15,9 +15,8 @@ import math
 import shlex
 from pathlib import Path
 
-from runner.outputs import atomic_write, write_json
-
-FINAL = ("completed", "diverged", "failed")
+from runner import rundir
+from runner.rundir import FINAL, atomic_write, write_json  # noqa: F401 - FINAL: runner.sweep
 METRIC_KEYS = ("best_val_loss", "best_val_acc", "best_val_rmse", "test_loss", "test_acc",
                "test_rmse", "cv_folds", "cv_mean", "cv_std")
 
@@ -27,11 +26,9 @@ def finite(x) -> bool:
 
 
 def read_metrics(run_dir) -> dict | None:
-    try:
-        m = json.loads((Path(run_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return m if isinstance(m, dict) else None
+    """The trial's metrics.json (rundir.read_metrics), None when missing or damaged."""
+    got = rundir.read_metrics(run_dir)
+    return got.data if got.ok else None
 
 
 def objective(metrics: dict) -> float | None:
@@ -54,13 +51,17 @@ def make_row(trial: dict, run_dir=None, metrics: dict | None = None, *, status: 
         if st in FINAL:
             row["status"] = st
         elif status is None:
-            row["status"] = "running" if st == "running" else "pending"
+            live = rundir.status_of(metrics, mtime=rundir.last_write(run_dir) if run_dir
+                                    else None)
+            row["status"] = live if live in (rundir.RUNNING, rundir.STALE) else "pending"
         elif st == "running" and row["status"] == "completed":
             row["status"] = "failed"  # the task returned but never finished its files
             row["error"] = row["error"] or "metrics.json still says running"
         row["objective"] = objective(metrics)
         for k in ("monitor", "mode", "epochs_run", "epochs"):
             row[k] = metrics.get(k)
+        if row["mode"] not in ("max", "min") and isinstance(row["monitor"], str):
+            row["mode"] = rundir.better(row["monitor"])  # older metrics.json without a mode
         if finite(metrics.get("wall_time")):
             row["wall_time"] = metrics["wall_time"]
         for k in METRIC_KEYS:
@@ -85,7 +86,8 @@ def sweep_mode(rows: list[dict]) -> tuple[str | None, str]:
     return best
 
 
-STATUS_ORDER = {"completed": 0, "diverged": 2, "failed": 3, "running": 4, "pending": 5}
+STATUS_ORDER = {"completed": 0, "diverged": 2, "interrupted": 3, "failed": 3, "running": 4,
+                "stale": 4, "pending": 5}
 
 
 def rank_key(row: dict, mode: str):
@@ -297,17 +299,13 @@ def _fmt(v, digits=3) -> str:
 
 
 def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
-    from runner.outputs import read_curves
     top = [r for r in ranked(summ["trials"], summ["mode"])
            if r["status"] == "completed" and r["objective"] is not None and r.get("dir")][:k]
     curves = []
     for r in top:
-        try:
-            rows = read_curves(Path(r["dir"]) / "curves.csv")
-        except (OSError, ValueError):
-            continue
-        if rows:
-            curves.append((r, rows))
+        got = rundir.read_curves(r["dir"])
+        if got.ok and got.data.rows and "epoch" in got.data.fields:
+            curves.append((r, got.data.rows))
     if not curves:
         return False
     import matplotlib

@@ -24,7 +24,6 @@ programs spend far more time compiling than running. Activation statistics "at i
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import json
 import math
@@ -40,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS = ROOT / "conf" / "experiment"
 LESSONS = ("vanishing", "init", "depth", "activations", "optimizers", "schedules",
            "regularization", "batch_size", "learning_rate")
 FAST_XLA = "--xla_backend_optimization_level=0"
@@ -63,7 +61,8 @@ class Preset:
 
 
 def read_preset(name: str) -> Preset:
-    path = EXPERIMENTS / f"{name}.yaml"
+    from runner.help import conf_dir  # the package's runner/conf (conf/ links to it)
+    path = conf_dir() / "experiment" / f"{name}.yaml"
     lines = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if not line.startswith("#"):
@@ -136,29 +135,28 @@ class Job:
 
 
 def load_sweep(folder: Path) -> list[Job]:
-    import yaml
+    """The sweep's run folders, read through runner.rundir; a damaged one is left out with a
+    warning naming its file."""
+    from runner import rundir
     jobs = []
-    dirs = [p for p in folder.iterdir() if p.is_dir() and (p / "metrics.json").is_file()]
+    dirs = [p for p in folder.iterdir() if p.is_dir() and (p / rundir.METRICS).is_file()]
     for d in sorted(dirs, key=lambda p: [int(t) if t.isdigit() else t
                                          for t in re.split(r"(\d+)", p.name)]):
+        reads = {name: read(d) for name, read in (
+            ("metrics", rundir.read_metrics), ("overrides", rundir.read_overrides),
+            ("config", lambda r: rundir.read_config(r, flat=False)),
+            ("curves", rundir.read_curves), ("diag", rundir.read_diagnostics))}
+        damaged = [r.error for r in reads.values() if r.error]
+        if damaged:
+            print(f"lessons: warning: {d}: left out, {'; '.join(damaged)}", file=sys.stderr)
+            continue
         overrides = {}
-        ov_file = d / ".hydra" / "overrides.yaml"
-        if ov_file.is_file():
-            for item in yaml.safe_load(ov_file.read_text()) or []:
-                key, _, value = str(item).partition("=")
-                overrides[key.lstrip("+~")] = value
-        cfg_file = d / ".hydra" / "config.yaml"
-        cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-        curves = []
-        if (d / "curves.csv").is_file():
-            with open(d / "curves.csv", newline="") as f:
-                curves = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
-        diag = None
-        if (d / "diagnostics.csv").is_file():
-            with open(d / "diagnostics.csv", newline="") as f:
-                diag = [{k: (v if k == "layer" else _num(v)) for k, v in row.items()}
-                        for row in csv.DictReader(f)]
-        jobs.append(Job(d, overrides, cfg, json.loads((d / "metrics.json").read_text()),
+        for item in reads["overrides"].data or []:
+            key, _, value = item.partition("=")
+            overrides[key.lstrip("+~")] = value
+        curves = reads["curves"].data.rows if reads["curves"].ok else []
+        diag = reads["diag"].data if reads["diag"].ok else None
+        jobs.append(Job(d, overrides, reads["config"].data or {}, reads["metrics"].data,
                         curves, diag))
     return jobs
 
@@ -242,17 +240,21 @@ def activation_profile(job: Job) -> tuple[dict, str]:
 def unit_spread(job: Job, layer: str = "layer0") -> float | None:
     """max over inputs k of (max_j W[k, j] - min_j W[k, j]) for the hidden units j of `layer`
     (kernel and bias) in best_params.npz: 0 exactly when all its units are identical."""
-    path = job.path / "best_params.npz"
-    if not path.is_file():
+    from runner import rundir
+    if not rundir.has_best(job.path):
         return None
     import numpy as np
-    with np.load(path, allow_pickle=False) as z:
-        kernel = z.get(f"params/{layer}/dense/kernel")
-        bias = z.get(f"params/{layer}/dense/bias")
-        if kernel is None:
-            return None
-        w = np.vstack([kernel, bias[None, :]]) if bias is not None else kernel
-        return float(np.max(w.max(axis=1) - w.min(axis=1)))
+    try:
+        params, _ = rundir.load_best(job.path)
+    except rundir.RunDirError as e:
+        print(f"lessons: warning: {e}", file=sys.stderr)
+        return None
+    dense = params.get(layer, {}).get("dense", {})
+    kernel, bias = dense.get("kernel"), dense.get("bias")
+    if kernel is None:
+        return None
+    w = np.vstack([kernel, bias[None, :]]) if bias is not None else kernel
+    return float(np.max(w.max(axis=1) - w.min(axis=1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -560,9 +562,13 @@ def lesson_activations(jobs, png):
 
 
 def _rank_key(j: Job):
-    """Best first: the monitored metric (val acc, max), ties broken by lower val loss."""
-    acc = j.m("best_val_acc")
-    return (-(acc if acc is not None else -1), j.m("best_val_loss", math.inf))
+    """Best first: the monitored metric (val acc: higher is better, rundir.higher_is_better),
+    ties broken by lower val loss; runs without it last."""
+    from runner.rundir import higher_is_better
+    monitor = j.m("monitor", "val_acc")
+    v = j.m(f"best_{monitor}")
+    sign = -1 if higher_is_better(monitor) else 1
+    return (v is None, sign * v if v is not None else 0.0, j.m("best_val_loss", math.inf))
 
 
 def lesson_optimizers(jobs, png):
@@ -935,7 +941,7 @@ def main(argv=None) -> int:
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
-    from runner.outputs import atomic_write
+    from runner.rundir import atomic_write
     atomic_write(out, "\n".join(head + sections).rstrip() + "\n")
     log(f"wrote {out} ({ran:.0f} s of sweeps this time)")
     return 0

@@ -1,6 +1,6 @@
 """`runner compare` / `runner best` / `runner plot` on run directories built on disk with the
 files the runner writes (.hydra/config.yaml and overrides.yaml as Hydra dumps them, metrics.json
-and curves.csv through runner.outputs): table contents, sorting, filtering, grouping, export
+and curves.csv through runner.rundir): table contents, sorting, filtering, grouping, export
 formats parsed back, diff, best, half-written runs and bad input."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from runner import outputs
+from runner import rundir
 from runner.compare import main
 from runner.compare_render import sparkline
 from runner.compare_yaml import parse_config
@@ -66,16 +66,16 @@ def metrics_for(acc: float, epochs: int, wall: float) -> dict:
 
 def make_run(run_dir: Path, cfg: dict, overrides: list[str], metrics: dict | None = None,
              curves: list[dict] | None = None) -> Path:
-    """The files a run leaves, written the way Hydra and runner.outputs write them."""
+    """The files a run leaves, written the way Hydra and runner.rundir write them."""
     hydra = run_dir / ".hydra"
     hydra.mkdir(parents=True)
     (hydra / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
     (hydra / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
     (hydra / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
     if curves is not None:
-        outputs.write_curves(run_dir / "curves.csv", curves, "acc")
+        rundir.write_curves(run_dir / "curves.csv", curves, "acc")
     if metrics is not None:
-        outputs.write_json(run_dir / "metrics.json", metrics)
+        rundir.write_json(run_dir / "metrics.json", metrics)
     return run_dir
 
 
@@ -273,7 +273,7 @@ def test_regression_runs_next_to_classification(sweep):
              best_val_loss=150.0, test_rmse=13.0)
     rows = [{k.replace("_acc", "_rmse"): v for k, v in r.items()} for r in curve_rows(0.5, 5)]
     run = make_run(root / "8", dict(config(), data={"name": "diabetes"}), ["data=diabetes"], m)
-    outputs.write_curves(run / "curves.csv", rows, "rmse")
+    rundir.write_curves(run / "curves.csv", rows, "rmse")
     recs = json.loads(run_main(["compare", str(root), "--format", "json"])[1])
     assert recs[0]["best_val_acc"] == pytest.approx(0.91)  # the most common monitor sorts
     assert recs[-1]["id"] == "8" and recs[-1]["best_val_rmse"] == 12.5
@@ -359,7 +359,7 @@ def test_plot_and_overlay(sweep, tmp_path):
     rows = [{"epoch": e, "layer": layer, "weight_norm": 1.0, "grad_norm": 0.1 * e,
              "update_ratio": 1e-3, "act_mean": 0.0, "act_std": 1.0, "dead_frac": 0.0,
              "saturated_frac": 0.0} for e in (1, 2) for layer in ("layer0", "layer1", "head")]
-    outputs.write_rows(root / "2" / "diagnostics.csv", rows, list(rows[0]))
+    rundir.write_rows(root / "2" / "diagnostics.csv", rows, list(rows[0]))
     code, out, err = run_main(["plot", str(root / "2")])
     assert code == 0, err
     assert out.split() == [str(root / "2" / "curves.png"), str(root / "2" / "diagnostics.png")]
@@ -390,20 +390,28 @@ def test_running_interrupted_and_half_written_runs_are_listed(sweep):
     assert by_id["8"]["status"] == "running" and by_id["8"]["epochs_run"] == 2
     assert by_id["8"]["best_val_acc"] == pytest.approx(0.5)  # from curves.csv so far
     assert by_id["9"]["status"] == "running" and by_id["9"]["best_val_acc"] is None
-    assert by_id["10"]["status"] == "running"
+    # no pid/host/heartbeat (an older run): stale when its files are older than 30 min
+    assert by_id["10"]["status"] == "stale"
+    assert by_id["10"]["reason"] == "nothing written for 3.0 h"
     assert by_id["11"]["status"] == "incomplete"
-    assert by_id["12"]["status"] == "incomplete" and by_id["12"]["epochs_run"] == 5
-    assert by_id["13"]["status"] == "incomplete"
+    # damaged files (writes are atomic: a truncated file is damage, not a write in progress)
+    assert by_id["12"]["status"] == "unreadable" and by_id["12"]["epochs_run"] == 5
+    assert by_id["12"]["reason"].startswith("metrics.json: not valid JSON (")
+    assert by_id["13"]["status"] == "unreadable"
+    assert by_id["13"]["reason"].startswith(".hydra/config.yaml: not valid YAML (")
     assert by_id["14"]["status"] == "failed"
-    assert "10: says running but nothing was written for 3.0 h" in err
+    assert "10: stale: says running, but nothing written for 3.0 h" in err
     assert "11: no metrics.json" in err
-    assert "12: unreadable metrics.json (half-written?)" in err
-    assert "13: unreadable .hydra/config.yaml" in err
+    assert "12: unreadable: metrics.json: not valid JSON (" in err
+    assert "13: unreadable: .hydra/config.yaml: not valid YAML (" in err
     assert "8:" not in err and "14:" not in err and "Traceback" not in err
     assert [r["id"] for r in json.loads(out)][-3:] == ["9", "11", "14"]  # no value: last
     code, out, _ = run_main(["compare", str(root), "--where", "status=running", "--format",
                              "csv"])
-    assert {r["id"] for r in csv.DictReader(io.StringIO(out))} == {"8", "9", "10"}
+    assert {r["id"] for r in csv.DictReader(io.StringIO(out))} == {"8", "9"}
+    code, out, _ = run_main(["compare", str(root), "--where", "status=stale or "
+                             "status=unreadable", "--format", "csv"])
+    assert {r["id"] for r in csv.DictReader(io.StringIO(out))} == {"10", "12", "13"}
     code, out, _ = run_main(["compare", str(root), "--group-by", "status"])
     assert code == 0 and "running" in out
 
@@ -430,7 +438,8 @@ def test_running_interrupted_and_half_written_runs_are_listed(sweep):
     (["--top", "0"], 2, ["--top: N must be at least 1"]),
     (["--format", "xml"], 2, ["invalid choice: 'xml'"]),
     (["--diff", "0", "99"], 2, ["99: no such run"]),
-    (["--plot", "/nonexistent/dir/x.png", "--format", "csv"], 2, ["/nonexistent/dir/"]),
+    (["--plot", "/nonexistent/dir/x.png", "--format", "csv"], 2,
+     ["cannot write /nonexistent/dir/x.png: the folder /nonexistent/dir does not exist"]),
 ])
 def test_bad_input_one_line_and_exit_code(sweep, args, code, needles):
     tmp, root, jobs = sweep
@@ -450,7 +459,8 @@ def test_paths_without_runs(tmp_path):
     code, out, err = run_main(["best", str(tmp_path / "empty")])
     assert code == 1 and "no runs found" in err
     code, out, err = run_main(["plot", str(tmp_path / "nowhere")])
-    assert code == 2
+    assert code == 2 and err == f"runner: error: {tmp_path / 'nowhere'}: no such file or " \
+                                f"directory\n"
 
 
 def test_best_and_plot_without_results(tmp_path):

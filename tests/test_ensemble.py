@@ -138,3 +138,20 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
         assert err.startswith(start) and err.count("\n") == 1, err
     # the top 1 alone needs no shared split
     assert main(["ensemble", str(mixed), "--top", "1", "--out", "-"]) == 0
+
+
+def test_damaged_files_are_named_or_skipped(runs, tmp_path, capsys):
+    sweep = sweep_of(tmp_path, runs["a"], runs["b"], runs["c"])
+    bad = sweep / "2" / "metrics.json"
+    bad.write_bytes(b"\xff" + bad.read_bytes()[1:])   # not UTF-8: skipped, counted
+    npz = sweep / "0" / "best_params.npz"
+    npz.write_bytes(b"not a zip" + npz.read_bytes()[9:])
+    assert main(["ensemble", str(sweep), "--top", "2", "--out", "-"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"runner: error: {npz}: damaged, not a parameter file") and \
+        err.count("\n") == 1, err
+    npz.unlink()  # no weights at all: skipped too
+    assert main(["ensemble", str(sweep), "--top", "2", "--out", "-", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["skipped"] == {"unreadable metrics.json": 1, "no best_params.npz": 1}
+    assert [m["trial"] for m in data["members"]] == ["1"]
