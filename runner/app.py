@@ -14,14 +14,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from runner import diagnostics as diag
-from runner import losses, rundir, train
+from runner import losses, rundir, stop, train
 from runner.config import Config, ConfigError
 from runner.spec import Dataset, Spec, make_hparams, make_spec
 
 
 @dataclass
 class Result:
-    status: str                      # completed | diverged | failed
+    status: str                      # completed | diverged | failed | interrupted
     metrics: dict
     history: list = field(default_factory=list)
     best_state: dict | None = None   # the state at the best epoch (None: none was finite)
@@ -48,7 +48,7 @@ def resolve_monitor(cfg: Config, spec: Spec, ds: Dataset) -> tuple[str, str]:
                           f"{spec.model.head} reports val_loss and val_{metric}")
     mode = cfg.trainer.mode
     if mode == "auto":
-        mode = "max" if monitor == "val_acc" else "min"
+        mode = rundir.better(monitor)  # val_acc: max; val_loss, val_rmse: min
     if len(ds.x_val) == 0 and (cfg.regularization.early_stopping or cfg.trainer.monitor != "auto"):
         raise ConfigError("data.val_fraction=0: early stopping and trainer.monitor need a "
                           "validation split; set data.val_fraction > 0")
@@ -143,6 +143,26 @@ class Tracker:
             return row, improved, True
         return row, improved, ep >= cfg.trainer.epochs
 
+    def interrupt(self, signal_name: str | None) -> None:
+        """The run was stopped by a signal (Ctrl-C, SIGTERM) before it was done."""
+        self.status, self.reason = "interrupted", signal_name or "SIGINT"
+
+    def bookkeeping(self) -> dict:
+        """Everything the tracker decides from, as JSON: a checkpoint stores it and `restore`
+        takes it back, so a resumed run decides exactly as the uninterrupted one."""
+        return {"history": self.history, "diag_rows": self.diag_rows, "best": self.best,
+                "best_epoch": self.best_epoch, "since_best": self.since_best,
+                "initial": self.initial, "warnings": list(self.warn),
+                "watcher": {"seen": sorted(self.watcher.seen),
+                            "previous": self.watcher.previous}}
+
+    def load(self, b: dict) -> None:
+        self.history, self.diag_rows = list(b["history"]), list(b["diag_rows"])
+        self.best, self.best_epoch, self.since_best = b["best"], b["best_epoch"], b["since_best"]
+        self.warn[:] = b["warnings"]  # already shown when they were raised
+        self.watcher.seen = set(b["watcher"]["seen"])
+        self.watcher.previous = dict(b["watcher"]["previous"])
+
     @property
     def restore(self) -> bool:
         """Evaluate the best epoch's weights (early stopping's restore_best, or divergence)."""
@@ -155,7 +175,7 @@ class Tracker:
         no epoch was finite)."""
         cfg, spec, metric = self.cfg, self.spec, self.metric
         history = self.history
-        last = history[-1]
+        last = history[-1] if history else {}  # empty: interrupted before its first epoch
         best_epoch = self.best_epoch
         best_row = history[best_epoch - 1] if best_epoch else {}
         metrics = {
@@ -166,22 +186,25 @@ class Tracker:
             "n_train": len(ds.x_train), "n_val": len(ds.x_val), "n_test": len(ds.x_test),
             "best_epoch": best_epoch or None, "stopped_early": self.stopped_early,
             "diverged_epoch": len(history) if self.status == "diverged" else None,
-            "diverged_reason": self.reason,
+            "diverged_reason": self.reason if self.status == "diverged" else None,
             "initial_train_loss": self.initial["train_loss"],
             "initial_val_loss": self.initial["val_loss"],
             f"best_val_{metric}": best_row.get(f"val_{metric}"),
             "best_val_loss": best_row.get("val_loss"),
             "best_train_loss": best_row.get("train_loss"),
             f"best_train_{metric}": best_row.get(f"train_{metric}"),
-            "final_train_loss": last["train_loss"],
-            f"final_train_{metric}": last[f"train_{metric}"],
-            "final_val_loss": last["val_loss"], f"final_val_{metric}": last[f"val_{metric}"],
+            "final_train_loss": last.get("train_loss"),
+            f"final_train_{metric}": last.get(f"train_{metric}"),
+            "final_val_loss": last.get("val_loss"),
+            f"final_val_{metric}": last.get(f"val_{metric}"),
             "test_loss": ev.get("test_loss"), f"test_{metric}": ev.get("test_metric"),
             "eval_weights": ("best" if self.restore else "final") if best_epoch else None,
             "initial_loss_expected": expected_initial_loss(spec),
             "params": n_params, **times, **(extra or {}),
         }
-        if cfg.trainer.overfit_batches and metric == "acc":
+        if self.status == "interrupted":
+            metrics["interrupted_by"] = self.reason
+        if cfg.trainer.overfit_batches and metric == "acc" and self.status != "interrupted":
             reached = ev.get("train_metric", 0.0) >= 0.999
             metrics["overfit_train_acc"] = ev.get("train_metric")
             metrics["overfit_reached"] = reached
@@ -217,8 +240,34 @@ class Warnings(list):
             self.on_warn(msg)
 
 
-def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None) -> Result:
-    """Train; return the status, summary metrics and per-epoch history (no files written)."""
+def _restore(resume, template: dict) -> tuple[dict, dict]:
+    """(state, best state) from a checkpoint, on the structure and devices of `template` (a
+    freshly initialised state). The best state's other entries are the restored state's: only
+    its params and batch_stats are ever evaluated."""
+    from runner.checkpoint import restore_tree
+    state = jax.device_put(restore_tree(resume.arrays, "state", template, resume.path))
+    if not any(k.startswith("best[") for k in resume.arrays):
+        return state, state  # no epoch had finite numbers yet
+    best = restore_tree(resume.arrays, "best", {"params": state["params"],
+                        "batch_stats": state["batch_stats"]}, resume.path)
+    return state, {**state, **jax.device_put(best)}
+
+
+@dataclass
+class Resume:
+    """Where a checkpointed run left off: the arrays and bookkeeping runner.checkpoint read."""
+    arrays: dict
+    meta: dict
+    path: Path
+
+
+def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None,
+        on_checkpoint=None, resume: Resume | None = None) -> Result:
+    """Train; return the status, summary metrics and per-epoch history (no files written).
+
+    on_checkpoint(state, best, meta) receives what a checkpoint holds every trainer.checkpoint
+    epochs (and after the last one), and when a stop (runner.stop) ends the run early; resume
+    continues from such a checkpoint and gives the numbers the uninterrupted run gives."""
     warn = Warnings(on_warn)
     if cfg.trainer.overfit_batches:
         ds = overfit_subset(cfg, ds)
@@ -232,31 +281,76 @@ def fit(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=None)
     epoch_exe, c_epoch = train.compiled(train.epoch, spec, state, data, hp)
     eval_exe, c_eval = train.compiled(train.evaluate_splits, spec, state, data, hp)
     compile_time = c_init + c_epoch + c_eval
-    initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
-    check_initial_loss(spec, initial, warn)
+    if resume is None:
+        initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
+        check_initial_loss(spec, initial, warn)
+    else:
+        initial = resume.meta["tracker"]["initial"]
     tracker = Tracker(cfg, spec, ds, initial, diag.layer_names(state["params"]), warn)
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(state["params"])))
+    # Time spent before a resume (wall, training, compiling) counts towards the run's totals.
+    best_state, first, trained, walled, compiled = state, 1, 0.0, 0.0, 0.0
+    if resume is not None:
+        state, best_state = _restore(resume, state)
+        tracker.load(resume.meta["tracker"])
+        first = resume.meta["epoch"] + 1
+        trained = resume.meta["train_time"]
+        walled, compiled = resume.meta["wall_time"], resume.meta["compile_time"]
     if on_start:
         on_start(spec, n_params, compile_time)
 
-    best_state = state
+    saved = first - 1  # the epoch the newest checkpoint holds
+
+    def checkpoint(ep: int) -> None:
+        nonlocal saved
+        best = ({"params": best_state["params"], "batch_stats": best_state["batch_stats"]}
+                if tracker.best_epoch else None)
+        now = time.perf_counter()
+        on_checkpoint(state, best, {"epoch": ep, "train_time": trained + now - t_train,
+                                    "wall_time": walled + now - t_start,
+                                    "compile_time": compiled + compile_time,
+                                    "tracker": tracker.bookkeeping()})
+        saved = ep
+
+    every = cfg.trainer.checkpoint
+    finished = False
     t_train = time.perf_counter()
-    for ep in range(1, cfg.trainer.epochs + 1):
-        state, m = epoch_exe(state, data, hp)
-        row, improved, done = tracker.update(ep, _host(m), time.perf_counter() - t_train)
-        if improved:
-            best_state = state
-        if on_epoch:
-            on_epoch(row)
-        if done:
-            break
-    train_time = time.perf_counter() - t_train
+    try:
+        for ep in range(first, cfg.trainer.epochs + 1):
+            if stop.requested():
+                break
+            new_state, m = epoch_exe(state, data, hp)
+            m = _host(m)  # a second Ctrl-C lands here at the latest: this epoch is dropped
+            with stop.shielded():  # the state and its bookkeeping move on together
+                state = new_state
+                row, improved, done = tracker.update(
+                    ep, m, trained + time.perf_counter() - t_train)
+                if improved:
+                    best_state = state
+                finished = done
+            if on_epoch:
+                on_epoch(row)
+            if on_checkpoint and every and (done or ep % every == 0):
+                with stop.shielded():
+                    checkpoint(ep)
+            if done:
+                break
+        else:
+            finished = True  # resumed at its last epoch: nothing left to train
+    except KeyboardInterrupt:
+        stop.note_interrupt()
+    if not finished:
+        tracker.interrupt(stop.signal_name())
+        if on_checkpoint and len(tracker.history) > saved:
+            with stop.shielded():
+                checkpoint(len(tracker.history))
+    train_time = trained + time.perf_counter() - t_train
 
     final_state = best_state if tracker.restore else state
-    # Nothing to evaluate when the first epoch already diverged.
+    # Nothing to evaluate when the first epoch already diverged (or none ran).
     ev = _host(eval_exe(final_state, data, hp)) if tracker.best_epoch else {}
-    times = {"wall_time": time.perf_counter() - t_start, "train_time": train_time,
-             "compile_time": compile_time}
+    times = {"wall_time": walled + time.perf_counter() - t_start, "train_time": train_time,
+             "compile_time": compiled + compile_time}
     return tracker.result(ds, ev, best_state, n_params=n_params, times=times)
 
 
@@ -293,13 +387,19 @@ def fit_cv(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=No
     the best monitored validation metric. Summary metrics are fold means; curves are the
     per-epoch means over the folds that reached that epoch."""
     k = cfg.trainer.cv_folds
-    results = [fit(cfg, f, on_epoch=on_epoch, on_start=on_start if i == 0 else None,
-                   on_warn=on_warn) for i, f in enumerate(folds(ds, k, cfg.data.split_seed))]
+    results = []
+    for i, f in enumerate(folds(ds, k, cfg.data.split_seed)):
+        results.append(fit(cfg, f, on_epoch=on_epoch, on_start=on_start if i == 0 else None,
+                           on_warn=on_warn))
+        if stop.requested():  # the folds not trained yet are left out
+            break
     first = results[0].metrics
     monitor = "best_" + first["monitor"]
     scores = [r.metrics.get(monitor) for r in results]
     finite = [v for v in scores if v is not None and math.isfinite(v)]
-    status = ("completed" if all(r.status == "completed" for r in results) else
+    status = ("interrupted" if stop.requested() and (len(results) < k or any(
+                  r.status == "interrupted" for r in results)) else
+              "completed" if all(r.status == "completed" for r in results) else
               "diverged" if all(r.status in ("completed", "diverged") for r in results) else
               "failed")
     metrics = dict(first)
@@ -325,7 +425,11 @@ def fit_cv(cfg: Config, ds: Dataset, *, on_epoch=None, on_start=None, on_warn=No
 
 def run(cfg: Config, ds: Dataset, **callbacks) -> Result:
     """A single fit, or k-fold cross-validation when trainer.cv_folds >= 2."""
-    return (fit_cv if cfg.trainer.cv_folds >= 2 else fit)(cfg, ds, **callbacks)
+    if cfg.trainer.cv_folds >= 2:  # folds are not checkpointed: an interrupted k-fold run reruns
+        callbacks.pop("on_checkpoint", None)
+        callbacks.pop("resume", None)
+        return fit_cv(cfg, ds, **callbacks)
+    return fit(cfg, ds, **callbacks)
 
 
 def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True) -> None:

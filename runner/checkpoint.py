@@ -41,3 +41,111 @@ def load_params(path: Path) -> tuple[dict, dict]:
                 node = node.setdefault(p, {})
             node[parts[-1]] = z[name]
     return trees["params"], trees["batch_stats"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints: a run's whole training state, to resume it bit for bit.
+#
+# One .npz per checkpoint, written atomically (temp file + rename), so a kill while saving leaves
+# the previous checkpoint whole. Arrays are stored under their pytree paths ("state['params']
+# ['layer0']['dense']['kernel']", "state['opt_state'][1][0].mu", ...); the host-side bookkeeping
+# (epoch, curves so far, early-stopping counters, warnings) is JSON in the "__meta__" entry. No
+# pickle: np.load(allow_pickle=False) reads it, and restoring maps the arrays by path onto the
+# structure a fresh init builds, checking every shape and dtype. Why not orbax-checkpoint: a
+# checkpoint here is a few MB at most and must land in one file whose appearance is atomic; orbax
+# writes a directory of files (tensorstore, asynchronously) and adds ~0.5 s of imports to a
+# process (2.00 s vs 1.48 s for jax alone, medians of 3 here), more than many of these runs
+# train. An npz is one rename, and numpy alone reads it.
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the run's model: one line, naming the
+    file."""
+
+
+def _leaves(tree, prefix: str) -> dict:
+    import jax
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
+
+
+def save_checkpoint(path: Path, state, best, meta: dict) -> None:
+    """state: the whole training state (params, batch_stats, opt_state, rng, step); best: the
+    best epoch's {"params", "batch_stats"} (or None); meta: JSON-able bookkeeping."""
+    import json
+
+    import jax
+    arrays = _leaves(jax.device_get(state), "state")
+    if best is not None:
+        arrays.update(_leaves(jax.device_get(best), "best"))
+    text = json.dumps({"version": CHECKPOINT_VERSION, **meta}, allow_nan=True)
+    arrays["__meta__"] = np.frombuffer(text.encode("utf-8"), np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write(path, buf.getvalue())
+
+
+def read_checkpoint(path: Path) -> tuple[dict, dict]:
+    """(arrays by name, meta) of a checkpoint file; CheckpointError naming the file if it is
+    missing, damaged or of another version."""
+    import json
+    import zipfile
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"PK\x03\x04":  # an .npz is a zip file
+                raise CheckpointError(f"{path}: not a readable checkpoint (not an .npz file)")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    except CheckpointError:
+        raise
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file") from None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") \
+            from None
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}; this runner "
+                              f"reads version {CHECKPOINT_VERSION}")
+    return arrays, meta
+
+
+def restore_tree(arrays: dict, prefix: str, template, path: Path):
+    """The template pytree with its leaves replaced by the stored arrays of the same paths."""
+    import jax
+    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    leaves = []
+    for p, leaf in flat:
+        name = prefix + jax.tree_util.keystr(p)
+        if name not in arrays:
+            raise CheckpointError(f"{path}: has no {name} (saved by another model or config?)")
+        a = arrays[name]
+        if a.shape != np.shape(leaf) or a.dtype != np.dtype(leaf.dtype):
+            raise CheckpointError(f"{path}: {name} is {a.dtype}{list(a.shape)}, the model needs "
+                                  f"{np.dtype(leaf.dtype)}{list(np.shape(leaf))}")
+        leaves.append(a)
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def best_from_checkpoint(path: Path) -> tuple[dict, dict] | None:
+    """(params, batch_stats) of the best epoch a checkpoint keeps, as nested dicts like
+    load_params gives (None: it keeps none, no epoch had finite numbers yet)."""
+    import re
+    arrays, _ = read_checkpoint(path)
+    trees = {c: {} for c in COLLECTIONS}
+    found = False
+    for name, a in arrays.items():
+        if not name.startswith("best["):
+            continue
+        keys = re.findall(r"\['([^']*)'\]", name)
+        if not keys or "".join(f"['{k}']" for k in keys) != name[len("best"):] \
+                or keys[0] not in trees:
+            raise CheckpointError(f"{path}: unexpected entry {name}")
+        node = trees[keys[0]]
+        for k in keys[1:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = a
+        found = True
+    return (trees["params"], trees["batch_stats"]) if found else None

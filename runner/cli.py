@@ -14,7 +14,8 @@ from runner.help import conf_dir
 
 # Commands with their own argument parsing, dispatched before Hydra (and JAX) are imported.
 SUBCOMMANDS = {"compare": "runner.compare", "best": "runner.compare", "plot": "runner.compare",
-               "gradcheck": "runner.gradcheck", "ensemble": "runner.ensemble"}
+               "gradcheck": "runner.gradcheck", "ensemble": "runner.ensemble",
+               "resume": "runner.resume"}
 
 EXIT_ERROR = 2
 
@@ -58,6 +59,25 @@ def _host_devices() -> None:
     if "xla_force_host_platform_device_count" not in flags:
         count = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
         os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
+
+
+_CLAIMED: dict[str, str] = {}
+
+
+def unique_dir(base: str) -> str:
+    """hydra.run.dir's resolver (conf/config.yaml): a folder of this run's own, `base` or the
+    first free base-1, base-2, ... (runner.rundir.claim). Remembered per process: Hydra resolves
+    hydra.run.dir more than once."""
+    if base not in _CLAIMED:
+        from runner.rundir import claim
+        _CLAIMED[base] = str(claim(base))
+    return _CLAIMED[base]
+
+
+def register_unique_dir() -> None:
+    from omegaconf import OmegaConf
+    _CLAIMED.clear()  # a new command in this process claims a new folder
+    OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True)
 
 
 def _enable_compilation_cache() -> None:
@@ -164,25 +184,22 @@ def task(dcfg, result=None) -> float:
             check_memory(cfg, ds)  # a model too large for this machine, before JAX starts
             # JAX (~1 s to import) only once the config and data are known to be good: bad
             # input is reported without it.
-            from runner import app
+            from runner import runjob
             from runner.progress import Display
             _enable_compilation_cache()
             check_memory(cfg, ds)  # with JAX started: an accelerator's own memory
             with Display(total, enabled=cfg.trainer.progress and not detached,
                          title=f"job {hc.job.num}" if multirun else "train") as display:
-                def on_start(spec, n_params, compile_time):
+                def on_started():
                     nonlocal started
-                    started = True
-                    rundir.write_json(run_dir / rundir.METRICS, {"status": "running"})
-                    display.start(spec, n_params, compile_time)
-
-                result = app.run(cfg, ds, on_start=on_start,
-                                 on_epoch=job_log.epoch if job_log else display.epoch,
-                                 on_warn=job_log.warn if job_log else display.warn)
-        from runner import app
+                    started = True  # from here on, an error leaves a failed run, not nothing
+                result = runjob.train_into(run_dir, cfg, ds, display=display, job_log=job_log,
+                                           on_started=on_started)
+        from runner import app, stop
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
-        app.write_run(run_dir, result, title=" ".join(hc.overrides.task) or "defaults",
-                      plot=plot)
+        with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
+            app.write_run(run_dir, result, title=" ".join(hc.overrides.task) or "defaults",
+                          plot=plot and result.status != "interrupted")
     except ConfigError as e:
         if started or multirun:
             rundir.write_json(run_dir / rundir.METRICS, {"status": "failed", "error": str(e)})
@@ -201,6 +218,12 @@ def task(dcfg, result=None) -> float:
             raise _portable(e) from None
         raise
     console = Console()
+    if result.status == "interrupted" and not multirun:
+        from runner.rundir import CHECKPOINT
+        from runner.runjob import stop_line
+        resumable = (run_dir / CHECKPOINT).exists()
+        print(f"runner: {stop_line(result.metrics, run_dir, resumable)}", file=sys.stderr)
+        return result.objective
     if multirun:  # the sweep prints the table of all trials at the end
         m = result.metrics
         line = (f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
@@ -409,6 +432,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"
     sys.argv = [sys.argv[0] if sys.argv else "runner"] + argv
     register_resolver(conf_dir())
+    register_unique_dir()
+    from runner import stop
+    stop.install()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
     if report:
         sys.stderr = _QuietHydraStderr(sys.stderr)
@@ -416,8 +442,17 @@ def main(argv: list[str] | None = None) -> None:
         entry()
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        # A second Ctrl-C before any run folder could be finished (composing, loading data):
+        # nothing was trained, nothing to keep.
+        if not report:
+            raise
+        print("runner: interrupted", file=sys.stderr)
+        sys.exit(stop.exit_code())
     except BaseException as e:  # noqa: BLE001 - every error becomes one line
-        if not report or isinstance(e, KeyboardInterrupt):
+        if not report:
             raise
         print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
+    if stop.requested():  # the run or sweep kept its work and said so: exit 130 / 143
+        sys.exit(stop.exit_code())

@@ -168,6 +168,8 @@ class TrainerConfig:
     cv_folds: int = knob(0, ge=0, doc="k-fold cross-validation over train+val (0: off)")
     diagnostics: bool = knob(True, doc="per-layer norms, ratios, activation stats and warnings")
     overfit_batches: int = knob(0, ge=0, doc="train on this many fixed batches only (0: off)")
+    checkpoint: int = knob(0, ge=0, doc="save the whole training state every N epochs for "
+                           "`runner resume RUN` (0: only when stopped by Ctrl-C/SIGTERM)")
     progress: bool = knob(True, doc="show the live progress display")
     plot: Union[bool, str] = knob("auto", doc="draw curves.png (auto: for a single run, not for "
                                   "sweep trials; `runner plot RUN` draws one later)")

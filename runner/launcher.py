@@ -134,46 +134,79 @@ def _plan(configs: list, max_members: int):
     return plan
 
 
-def _train_groups(plan, configs) -> dict:
-    """{job index: Result} for the planned groups; a group that fails to build or train is
-    left out (its jobs then run one by one and each reports what went wrong)."""
-    from runner import vectorized
-    from runner.cli import _enable_compilation_cache, describe
+def _job_dir(sc) -> Path:
+    """The folder Hydra's run_job gives this job."""
+    return Path(str(sc.hydra.sweep.dir)) / str(sc.hydra.sweep.subdir)
+
+
+def _open_folders(idx, configs) -> list:
+    """Each member's run folder while its group trains: .hydra/config.yaml and overrides.yaml
+    as run_job writes them, and a `running` metrics.json (with a heartbeat, the epochs so far
+    and curves.csv: runner.runjob.Keeper), so that `runner compare` shows the group's
+    progress and a reader can tell a live group from a killed one."""
+    from omegaconf import OmegaConf
+
+    from runner import rundir
+    from runner.runjob import Keeper
+    keepers = []
+    for i in idx:
+        sc = configs[i]
+        d = _job_dir(sc)
+        (d / ".hydra").mkdir(parents=True, exist_ok=True)
+        rundir.atomic_write(d / rundir.CONFIG, OmegaConf.to_yaml(_task_config(sc)))
+        rundir.atomic_write(d / rundir.OVERRIDES,
+                            OmegaConf.to_yaml(sc.hydra.overrides.task))
+        keepers.append(Keeper(d))
+    return keepers
+
+
+def _train_group(group, configs) -> dict:
+    """{job index: Result} for one planned group; empty if the group fails to build or train
+    (its jobs then run one by one and each reports what went wrong)."""
+    from runner import app, vectorized
+    from runner.cli import describe
     from runner.progress import Display
-    _enable_compilation_cache()
-    results = {}
-    for idx, cfgs, ds, pad_to in plan:
-        nums = [int(configs[i].hydra.job.num) for i in idx]
-        epochs = max(c.trainer.epochs for c in cfgs)
-        label = f"jobs {nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) \
-            else f"{len(nums)} jobs"
-        with Display(epochs, enabled=cfgs[0].trainer.progress,
-                     title=f"{label} (vmap x{len(idx)})") as display:
-            def on_start(spec, n_params, compile_time, n, display=display):
-                display.advance(0, f"{n} x {n_params:,} params, compiled in {compile_time:.2f}s")
+    idx, cfgs, ds, pad_to = group
+    nums = [int(configs[i].hydra.job.num) for i in idx]
+    epochs = max(c.trainer.epochs for c in cfgs)
+    label = f"jobs {nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) \
+        else f"{len(nums)} jobs"
+    keepers = _open_folders(idx, configs)
+    with Display(epochs, enabled=cfgs[0].trainer.progress,
+                 title=f"{label} (vmap x{len(idx)})") as display:
+        def on_start(spec, n_params, compile_time, n):
+            for k, c in zip(keepers, cfgs):
+                k.start(app.metric_name(spec), c.trainer.epochs)
+            display.advance(0, f"{n} x {n_params:,} params, compiled in {compile_time:.2f}s")
 
-            def on_epoch(ep, n_active, rows, display=display):
-                display.advance(1, f"{n_active}/{len(rows) or n_active} active")
+        def on_epoch(ep, n_active, rows):
+            for i, row in rows.items():
+                keepers[i].epoch(row)
+            display.advance(1, f"{n_active}/{len(rows) or n_active} active")
 
-            def on_warn(member, msg, display=display, nums=nums):
-                display.warn(f"job {nums[member]}: {msg}")
+        def on_warn(member, msg):
+            display.warn(f"job {nums[member]}: {msg}")
 
-            try:
-                out = vectorized.fit_group(cfgs, ds, on_start=on_start, on_epoch=on_epoch,
-                                           on_warn=on_warn, pad_to=pad_to)
-            except Exception as e:  # noqa: BLE001
-                display.warn(f"{label}: not vectorised ({describe(e)}); running them one by one")
-                log.debug("vectorised group failed", exc_info=True)
-                continue
-        results.update(zip(idx, out))
-    return results
+        try:
+            out = vectorized.fit_group(cfgs, ds, on_start=on_start, on_epoch=on_epoch,
+                                       on_warn=on_warn, pad_to=pad_to)
+        except Exception as e:  # noqa: BLE001
+            display.warn(f"{label}: not vectorised ({describe(e)}); running them one by one")
+            log.debug("vectorised group failed", exc_info=True)
+            return {}
+    return dict(zip(idx, out))
 
 
 def launch(launcher, job_overrides, initial_job_idx: int):
+    """JobReturns in job order. Each group's jobs write their folders as soon as the group has
+    trained, so a kill loses at most the group in flight. After a stop (Ctrl-C, SIGTERM;
+    runner.stop) the group in flight writes its members as interrupted and the jobs not started
+    are left out: their places in the list are None, and the sweep resumes them later."""
     from hydra.core.utils import configure_log, run_job, setup_globals
     from omegaconf import open_dict
 
-    from runner.cli import task
+    from runner import stop
+    from runner.cli import _enable_compilation_cache, task
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -188,11 +221,23 @@ def launch(launcher, job_overrides, initial_job_idx: int):
             sc.hydra.job.num = initial_job_idx + i
         configs.append(sc)
     plan = _plan(configs, launcher.max_members) if len(configs) >= 2 else []
-    results = _train_groups(plan, configs) if plan else {}
-    returns = []
-    for i, sc in enumerate(configs):
-        fn = functools.partial(task, result=results[i]) if i in results else launcher.task_function
-        returns.append(run_job(hydra_context=launcher.hydra_context, task_function=fn, config=sc,
-                               job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+    returns: list = [None] * len(configs)
+
+    def run(i, result=None):
+        fn = functools.partial(task, result=result) if result else launcher.task_function
+        returns[i] = run_job(hydra_context=launcher.hydra_context, task_function=fn,
+                             config=configs[i], job_dir_key="hydra.sweep.dir",
+                             job_subdir_key="hydra.sweep.subdir")
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+
+    if plan:
+        _enable_compilation_cache()
+    for group in plan:
+        if stop.requested():
+            break
+        for i, result in sorted(_train_group(group, configs).items()):
+            run(i, result)
+    for i in range(len(configs)):
+        if returns[i] is None and not stop.requested():
+            run(i)
     return returns

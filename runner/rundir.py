@@ -422,22 +422,51 @@ def read_overrides(run_dir) -> Read:
 
 
 def has_best(run_dir) -> bool:
-    """Whether the run has best weights for load_best."""
-    return (Path(run_dir) / BEST_PARAMS).is_file()
+    """Whether the run has best weights for load_best: best_params.npz, or else the best epoch
+    kept in checkpoint.npz (a run killed before it wrote its final files)."""
+    return (Path(run_dir) / BEST_PARAMS).is_file() or (Path(run_dir) / CHECKPOINT).is_file()
 
 
 def load_best(run_dir) -> tuple[dict, dict]:
     """(params, batch_stats) of the run's best epoch, nested dicts of numpy arrays, from
-    best_params.npz. Raises RunDirError naming the file when it is missing or damaged."""
+    best_params.npz, or when there is none (killed, interrupted before the final files) from
+    the best epoch that checkpoint.npz keeps. Raises RunDirError naming the file when it is
+    missing or damaged."""
     path = Path(run_dir) / BEST_PARAMS
-    from runner.checkpoint import load_params  # numpy: only when weights are wanted
+    from runner.checkpoint import CheckpointError, best_from_checkpoint, load_params
     if not path.is_file():
+        ckpt = Path(run_dir) / CHECKPOINT
+        if ckpt.is_file():
+            try:
+                best = best_from_checkpoint(ckpt)
+            except CheckpointError as e:
+                raise RunDirError(str(e)) from None
+            if best is None:
+                raise RunDirError(f"{ckpt}: keeps no best weights yet (no epoch with finite "
+                                  f"numbers)")
+            return best
         raise RunDirError(f"{path}: no such file (the run has not finished an epoch with "
                           f"finite numbers, or is not a run folder)")
     try:
         return load_params(path)
     except Exception as e:  # noqa: BLE001 - a damaged file is one line naming it
         raise RunDirError(f"{path}: damaged, not a parameter file ({_first_line(e)})") from e
+
+
+def claim(base) -> Path:
+    """A new run folder: `base` if this call creates it, else the first of base-1, base-2, ...
+    that it creates. os.mkdir either creates a folder or fails, so two runs started in the same
+    second never share one (Hydra itself makes its folder with exist_ok=True)."""
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(100_000):
+        cand = base if i == 0 else base.with_name(f"{base.name}-{i}")
+        try:
+            os.mkdir(cand)
+        except FileExistsError:
+            continue
+        return cand
+    raise OSError(f"no free run folder next to {base}")
 
 
 # ---------------------------------------------------------------------------------------------

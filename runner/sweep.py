@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from runner import stop
 from runner.rundir import atomic_write, write_json
 from runner.sweep_report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
                                  ranked, read_metrics, summary, sweep_mode, write_best,
@@ -283,9 +284,12 @@ class Sweep:
                 return [row for t in trials for row in self._run_batch([t])]
             return [make_row(trials[0], None, None, status="failed", error=_one_line(e),
                              wall_time=time.perf_counter() - t0)]
-        wall = (time.perf_counter() - t0) / len(trials)
-        self.returns.append(list(rets))
-        return [self._row_of(t, ret, wall) for t, ret in zip(trials, rets)]
+        # None: a job the launcher did not start because of a stop (runner.stop); it stays
+        # pending, and resume runs it.
+        ran = [(t, ret) for t, ret in zip(trials, rets) if ret is not None]
+        wall = (time.perf_counter() - t0) / max(1, len(ran))
+        self.returns.append([ret for _, ret in ran])
+        return [self._row_of(t, ret, wall) for t, ret in ran]
 
     def _row_of(self, trial: dict, ret, wall: float) -> dict:
         from hydra.core.utils import JobStatus
@@ -316,10 +320,13 @@ class Sweep:
             else:
                 batches.append([t])
         for batch in batches:
+            if stop.requested():
+                return None
             for row in self._run_batch(batch):
                 self._record(row, progress, task)
             self._write_summary("running")  # once per launch: its trials finished together
-            failed = [r for r in (self.rows[t["job"]] for t in batch) if r["status"] == "failed"]
+            failed = [r for r in (self.rows[t["job"]] for t in batch if t["job"] in self.rows)
+                      if r["status"] == "failed"]
             if failed and self.opts.get("fail_fast"):
                 return failed[0]
         return None
@@ -422,16 +429,32 @@ class Sweep:
                 stopped = self._run_tpe(progress, task)
             else:
                 stopped = self._run_stages(progress, task)
-            state = "stopped" if stopped else "finished"
+            state = ("stopped" if stopped else "interrupted" if stop.requested()
+                     else "finished")
+        except KeyboardInterrupt:  # a second Ctrl-C: what finished is kept all the same
+            stop.note_interrupt()
         finally:
             shared.share(None)
             progress.stop()
             summ = self._write_summary(state)
+        if state == "interrupted":
+            self._interrupted(summ)
+            return self.returns
         self._finish(summ, stopped)
         return self.returns
 
+    def _interrupted(self, summ: dict) -> None:
+        """One line instead of the closing table: what was kept and how to go on."""
+        rows = summ["trials"]
+        done = sum(r["status"] in DONE for r in rows)
+        print(f"sweep: interrupted ({stop.signal_name() or 'SIGINT'}) with {done} of "
+              f"{len(rows)} trials done; kept in {self.sweep_dir}; resume with: runner -m "
+              f"hydra.sweeper.resume={_quote(str(self.sweep_dir))}", file=sys.stderr, flush=True)
+
     def _run_stages(self, progress, task):
         for stage in self.stages:
+            if stop.requested():
+                return None
             if not any(t["stage"] == stage["stage"] for t in self.trials):
                 space = self._next_stage_space(stage)
                 if space is None:
@@ -461,11 +484,11 @@ class Sweep:
         # A resumed sweep: its trials so far, rerun where unfinished.
         stopped = self._run_trials([t for t in self.trials if t["job"] not in self.rows],
                                    progress, task)
-        if stopped:
+        if stopped or stop.requested():
             return stopped
         for t in self.trials:
             tpe.add(t["params"], self.rows[t["job"]])
-        while len(self.trials) < n_total:
+        while len(self.trials) < n_total and not stop.requested():
             batch = []
             for _ in range(min(self._batch_size(n_total - len(self.trials)),
                                n_total - len(self.trials))):
@@ -477,6 +500,8 @@ class Sweep:
                 batch.append((trial, t))
             self._save_plan()
             stopped = self._run_trials([t for _, t in batch], progress, task)
+            if stop.requested():
+                return None
             for trial, t in batch:
                 tpe.tell(trial, self.rows[t["job"]])
             if stopped:

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from runner import app, train
+from runner import app, stop, train
 from runner import diagnostics as diag
 from runner.config import Config
 from runner.spec import Dataset, make_hparams, make_spec
@@ -157,22 +157,32 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
 
     best = states
     t_train = time.perf_counter()
-    for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
-        states, m = epoch_exe(states, data, hps, put(active))
-        m = jax.device_get(m)  # host sync point: one per epoch for the whole group
-        elapsed = time.perf_counter() - t_train
-        improved = np.zeros(n_pad, bool)
-        rows = {}
-        for i in np.flatnonzero(active):
-            rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i), elapsed)
-            if done:
-                active[i] = False
-        if improved.any():
-            best = select_exe(put(improved), states, best)
-        if on_epoch:
-            on_epoch(ep, int(active.sum()), rows)
-        if not active.any():
-            break
+    try:
+        for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
+            if stop.requested():
+                break
+            new_states, m = epoch_exe(states, data, hps, put(active))
+            m = jax.device_get(m)  # host sync point: one per epoch for the whole group
+            with stop.shielded():  # the states and the trackers move on together
+                states = new_states
+                elapsed = time.perf_counter() - t_train
+                improved = np.zeros(n_pad, bool)
+                rows = {}
+                for i in np.flatnonzero(active):
+                    rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i),
+                                                                         elapsed)
+                    if done:
+                        active[i] = False
+                if improved.any():
+                    best = select_exe(put(improved), states, best)
+            if on_epoch:
+                on_epoch(ep, int(active.sum()), rows)
+            if not active.any():
+                break
+    except KeyboardInterrupt:
+        stop.note_interrupt()
+    for i in np.flatnonzero(active[:n]):  # members a stop caught before they were done
+        trackers[i].interrupt(stop.signal_name())
     train_time = time.perf_counter() - t_train
 
     restore = np.array([t.restore for t in trackers] + [False] * (n_pad - n))

@@ -423,3 +423,32 @@ def test_rundir_imports_nothing_heavy():
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
 
+
+def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monkeypatch):
+    """hydra.run.dir of the shipped config, resolved as three `runner` processes started in the
+    same second resolve it (the clock frozen): three different folders, each created by the
+    process that got it."""
+    from datetime import datetime
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from runner import cli
+    from runner.help import conf_dir
+    monkeypatch.chdir(tmp_path)
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", return_hydra_config=True)
+    OmegaConf.register_new_resolver("now", lambda p: datetime(2026, 1, 2, 3, 4, 5).strftime(p),
+                                    replace=True)
+    try:
+        dirs = []
+        for _ in range(3):
+            cli.register_unique_dir()  # a new process: nothing claimed yet
+            dirs.append(cfg.hydra.run.dir)
+            assert cfg.hydra.run.dir == dirs[-1]  # one process resolves it to one folder
+    finally:  # Hydra's own `now` back
+        OmegaConf.register_new_resolver("now", lambda p: datetime.now().strftime(p),
+                                        use_cache=True, replace=True)
+    assert dirs == ["outputs/2026-01-02/03-04-05", "outputs/2026-01-02/03-04-05-1",
+                    "outputs/2026-01-02/03-04-05-2"]
+    assert all((tmp_path / d).is_dir() for d in dirs)
