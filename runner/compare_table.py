@@ -125,6 +125,7 @@ def sort_items(items: list, spec: list[tuple]) -> list:
 
 REASON = ("s", "reason")
 
+
 def _regexes(patterns: list[str], option: str) -> list:
     out = []
     for p in patterns:

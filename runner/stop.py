@@ -13,18 +13,15 @@ import signal
 import threading
 
 _requested: int | None = None
-_installed = False
 _shield = 0  # > 0 while bookkeeping that must not be cut in half runs
 
 
 def install() -> None:
     """Handle SIGINT and SIGTERM from now on (main thread only; elsewhere a no-op)."""
-    global _installed
     if threading.current_thread() is not threading.main_thread():
         return
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _handler)
-    _installed = True
 
 
 def _handler(signum, frame) -> None:
