@@ -241,7 +241,7 @@ def main():
     args = ap.parse_args()
     # The `runner` command's XLA set-up (one CPU device per core), before JAX starts: the
     # in-process runs and the scan loop then get what a `runner` process gets.
-    from runner.cli import _host_devices
+    from runner.runtime import host_devices as _host_devices
     _host_devices()
     os.environ.setdefault("RUNNER_CACHE_DIR", str(Path.home() / ".cache" / "runner"))
     cfg, ds = load_w1()

@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--keep", metavar="DIR", help="build the runs in DIR and keep them")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
-    from runner.compare import main as compare_main
+    from runner.compare.main import main as compare_main
 
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="compare-bench-"))
     try:
@@ -139,8 +139,8 @@ def main() -> None:
         results["in-process, --group-by optimizer,optimizer.lr"] = median_time(grouped,
                                                                                args.repeats)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
-        commands = {"subprocess: python -m runner.compare": [sys.executable, "-m",
-                                                             "runner.compare"]}
+        commands = {"subprocess: python -m runner.compare.main": [sys.executable, "-m",
+                                                             "runner.compare.main"]}
         script = Path(sys.executable).parent / "runner"
         probe = subprocess.run([str(script), "compare", "--help"], capture_output=True,
                                text=True, env=env) if script.exists() else None
@@ -153,13 +153,13 @@ def main() -> None:
                 assert p.returncode == 0, p.stderr
             results[name] = median_time(sub, args.repeats)
         imp = subprocess.run([sys.executable, "-c", "import sys, time; t = time.perf_counter(); "
-                              "import runner.compare; print(time.perf_counter() - t, "
+                              "import runner.compare.main; print(time.perf_counter() - t, "
                               "'jax' in sys.modules)"], capture_output=True, text=True, env=env)
         t_import, jax_loaded = imp.stdout.split()
         print(f"median of {args.repeats}, {args.runs} runs:")
         for name, secs in results.items():
             print(f"  {name:48s} {secs:6.3f} s")
-        print(f"  {'import runner.compare':48s} {float(t_import):6.3f} s (jax imported: "
+        print(f"  {'import runner.compare.main':48s} {float(t_import):6.3f} s (jax imported: "
               f"{jax_loaded})")
     finally:
         if not args.keep:

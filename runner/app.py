@@ -1,6 +1,6 @@
 """One experiment from a validated Config: load data, train epoch by epoch (one compiled call and
 one host sync per epoch), watch for divergence and early stopping, and leave the run's files.
-The jitted core (runner.train) stays pure; all I/O and printing happen here and in the callers."""
+The jitted core (runner.core.train) stays pure; all I/O and printing happen here and in the callers."""
 from __future__ import annotations
 
 import dataclasses
@@ -13,10 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from runner import diagnostics as diag
-from runner import losses, rundir, stop, train
+from runner.core import layerstats as diag
+from runner.core import losses, train
+from runner import diagnostics, rundir, stop
 from runner.config import Config, ConfigError
-from runner.spec import Dataset, Spec, make_hparams, make_spec
+from runner.core.spec import Dataset, Spec, make_hparams, make_spec
 
 
 @dataclass
@@ -101,7 +102,7 @@ class Tracker:
         self.initial = initial
         self.names = names
         self.warn = warn
-        self.watcher = diag.Watcher(warn)
+        self.watcher = diagnostics.Watcher(warn)
         self.diag_rows: list[dict] = []
         self.history: list[dict] = []
         self.status, self.reason = "completed", None
@@ -113,7 +114,7 @@ class Tracker:
         """Take epoch `ep`'s host metrics; return (curve row, improved, done)."""
         cfg, metric = self.cfg, self.metric
         if "diag" in m:
-            new_rows = diag.rows(ep, self.names, m.pop("diag"))
+            new_rows = diagnostics.rows(ep, self.names, m.pop("diag"))
             self.diag_rows.extend(new_rows)
             self.watcher.epoch(ep, new_rows)
         row = {"epoch": ep, "step": ep * self.spec.steps_per_epoch, "lr": m["lr"],

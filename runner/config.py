@@ -6,7 +6,7 @@ is wrong. We validate here rather than with ConfigStore schemas because each gro
 different knobs and the error has to be a single readable line (Hydra's own is several lines
 plus a hint). conf/<group>/ mirrors the dataclass of the same name below.
 
-Numeric knobs that training reads are traced (see runner.spec); everything that changes the shape
+Numeric knobs that training reads are traced (see runner.core.spec); everything that changes the shape
 of the program (names, sizes, on/off switches) is static.
 """
 from __future__ import annotations

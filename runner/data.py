@@ -1,6 +1,6 @@
 """Datasets: load (runner.datasets), check the task against the labels, split, preprocess.
 
-    load_dataset(cfg.data) -> runner.spec.Dataset
+    load_dataset(cfg.data) -> runner.core.spec.Dataset
 
 Order of work: raw arrays -> task resolved and labels remapped to 0..C-1 -> optional seeded
 subset (data.max_samples) -> seeded train/val/test split, stratified by class for classification
@@ -13,7 +13,7 @@ import numpy as np
 
 from runner.config import DATASETS, PREPROCESSING, TASKS, ConfigError, DataConfig
 from runner.datasets import LOADERS, Raw
-from runner.spec import Dataset
+from runner.core.spec import Dataset
 
 CLASSIFY = ("classification", "binary")
 MAX_AUTO_CLASSES = 20   # task=auto: integer targets with at most this many values are classes

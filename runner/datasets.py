@@ -1,5 +1,5 @@
 """Raw loaders: each returns a `Raw` (float64/int arrays, not yet checked against data.task, not
-split, not preprocessed). runner.data turns a Raw into a runner.spec.Dataset.
+split, not preprocessed). runner.data turns a Raw into a runner.core.spec.Dataset.
 
 Everything is offline. Nothing heavy is imported at module level: scikit-learn's bundled CSV files
 are read directly with numpy (importing sklearn.datasets alone costs about a second), and mnist1d

@@ -1,7 +1,7 @@
 """Will the training state fit? A model too large for the machine is refused before anything is
 allocated, with the key that makes it too large, instead of an out-of-memory error from XLA.
 
-The count is pure Python, from the model config and the data's shape (runner.spec.make_spec):
+The count is pure Python, from the model config and the data's shape (runner.core.spec.make_spec):
 nothing here imports JAX. tests/test_bad_input.py checks it against jax.eval_shape of the real
 training state (runner.vectorized.state_bytes).
 """
@@ -15,18 +15,18 @@ import pkgutil
 import sys
 
 from runner.config import Config, ConfigError, ModelConfig
-from runner.spec import Dataset, ModelSpec, make_spec
+from runner.core.spec import Dataset, ModelSpec, make_spec
 
 FLOAT_BYTES = 4  # parameters, optimizer state and batch-norm statistics are float32
 
-# Optimizer state per parameter, in parameter-sized buffers (optax's states as runner.optim
+# Optimizer state per parameter, in parameter-sized buffers (optax's states as runner.core.optim
 # builds them; rmsprop always carries its momentum buffer, centered adds the mean).
 OPT_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "adadelta": 2,
                "rmsprop": 2, "adam": 2, "nadam": 2, "adamw": 2}
 
 
 def model_counts(m: ModelSpec, input_shape: tuple) -> tuple[int, int]:
-    """(parameters, batch-norm statistics) of runner.nn.Net for this spec and per-example input
+    """(parameters, batch-norm statistics) of runner.core.nn.Net for this spec and per-example input
     shape, as Python ints (no overflow, however large)."""
     k = m.maxout_k if m.activation == "maxout" else 1
     params = stats = 0

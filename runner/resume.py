@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runner.cli import OneLineParser, UsageError, subcommand
+from runner.shell import OneLineParser, UsageError, subcommand
 
 
 class ResumeError(Exception):
@@ -36,7 +36,7 @@ def _check_folder(run_dir: Path) -> None:
 
 
 def run(argv: list[str]) -> int:
-    from runner import cli
+    from runner import runtime
     args = _parser().parse_args(argv)
     run_dir = Path(args.run)
     if not run_dir.exists():
@@ -63,12 +63,12 @@ def run(argv: list[str]) -> int:
     arrays, meta = read_checkpoint(ckpt_path)
     ds = load_dataset(cfg.data)
 
-    cli._host_devices()  # before JAX starts, as for `runner`
+    runtime.host_devices()  # before JAX starts, as for `runner`
     from rich.console import Console
 
     from runner import app, runjob, stop
     from runner.progress import Display, summary_line, summary_table
-    cli._enable_compilation_cache()
+    runtime.enable_compilation_cache()
     stop.install()
     resume = app.Resume(arrays=arrays, meta=meta, path=ckpt_path)
     with Display(cfg.trainer.epochs, enabled=cfg.trainer.progress, title="resume") as display:

@@ -391,7 +391,7 @@ def flatten(cfg, prefix: str = "") -> dict:
 
 def read_config(run_dir, flat: bool = True) -> Read:
     """.hydra/config.yaml: flattened to dotted keys (flat) or as nested dicts."""
-    from runner.compare_yaml import parse_config
+    from runner.fastyaml import parse_config
     text, bad = _text(run_dir, CONFIG)
     if bad:
         return bad
@@ -406,7 +406,7 @@ def read_config(run_dir, flat: bool = True) -> Read:
 
 def read_overrides(run_dir) -> Read:
     """.hydra/overrides.yaml as a list of strings ("optimizer=adam", "seed=1")."""
-    from runner.compare_yaml import load_yaml
+    from runner.fastyaml import load_yaml
     text, bad = _text(run_dir, OVERRIDES)
     if bad:
         return bad

@@ -3,7 +3,7 @@ process id, host and a heartbeat) while it trains, shows the epochs done so far,
 checkpoint every trainer.checkpoint epochs, and ends with a final status, also when Ctrl-C or
 SIGTERM stops it (`interrupted`, with a checkpoint that `runner resume RUN` continues from).
 
-Used by the `runner` task (runner.cli) and by `runner resume` (runner.resume)."""
+Used by the `runner` task (runner.task) and by `runner resume` (runner.resume)."""
 from __future__ import annotations
 
 import os
@@ -54,7 +54,7 @@ class Keeper:
 
 def running_metrics(started: float, **fields) -> dict:
     """metrics.json of a run in progress: who runs it (a reader tells a live run from one whose
-    process died: runner.results) and how far it is."""
+    process died: runner.compare.results) and how far it is."""
     return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
             "started": started, "heartbeat": time.time(),
             **{k: v for k, v in fields.items() if v is not None}}

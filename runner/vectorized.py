@@ -21,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from runner import app, stop, train
-from runner import diagnostics as diag
+from runner import app, stop
+from runner.core import train
+from runner.core import layerstats as diag
 from runner.config import Config
-from runner.spec import Dataset, make_hparams, make_spec
+from runner.core.spec import Dataset, make_hparams, make_spec
 
 INT32 = 2 ** 31
 # A CPU works on every member's parameters and optimizer state at each step: once a group's
@@ -122,7 +123,7 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     for c in cfgs:
         app.resolve_monitor(c, spec, ds)  # a bad monitor fails before compiling
     # The member axis is sharded over the local devices (on a CPU: one per core, see
-    # cli._host_devices), padded to a multiple of their count with copies of member 0 that
+    # runtime.host_devices), padded to a multiple of their count with copies of member 0 that
     # never train (inactive from the start).
     put, n_pad = _placement(max(n, pad_to))
     each = [make_hparams(c, spec) for c in cfgs]

@@ -19,7 +19,7 @@ Sweeps run with trainer.progress=false trainer.plot=false and, except batch_size
 times are part of the lesson), XLA_FLAGS=--xla_backend_optimization_level=0: these small
 programs spend far more time compiling than running. Activation statistics "at initialization"
 (init, depth) come from a forward pass of each run's own config and seed in this process
-(runner.train.activation_pass); without JAX they fall back to diagnostics.csv's first epoch.
+(runner.core.train.activation_pass); without JAX they fall back to diagnostics.csv's first epoch.
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ def init_activations(job: Job) -> dict | None:
     try:
         import jax
 
-        from runner import diagnostics, train
+        from runner.core import layerstats as diagnostics, train
         from runner.app import prepare
         from runner.config import validate
         from runner.data import load_dataset

@@ -13,7 +13,7 @@ import pytest
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The suite compiles ~100 small programs and runs each for a few steps: XLA's backend
 # optimisations would cost more time than they save. Subprocesses inherit this too.
-# Two CPU devices, as the `runner` command sets up on a 2-core machine (cli._host_devices): the
+# Two CPU devices, as the `runner` command sets up on a 2-core machine (runner.runtime.host_devices): the
 # in-process vmapped groups then shard their members too.
 os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
                       "--xla_force_host_platform_device_count=2")

@@ -139,7 +139,7 @@ def _spec(overrides):
 
     from runner.config import validate
     from runner.data import load_dataset
-    from runner.spec import make_spec
+    from runner.core.spec import make_spec
     cfg = validate(compose(["data.max_samples=120", "model.width=16"] + list(overrides)))
     ds = load_dataset(cfg.data)
     return cfg, ds, make_spec(cfg, ds)
@@ -195,8 +195,8 @@ def test_override_parse_errors_keep_the_reason(override, expect):
     """Hydra's "Error parsing override" names the override; its reason is on the next line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from runner.cli import describe
-    from runner.sweep_grammar import install_grammar
+    from runner.shell import describe
+    from runner.sweep.grammar import install_grammar
     install_grammar()
     with pytest.raises(Exception) as e:
         OverridesParser.create().parse_overrides([override])

@@ -19,9 +19,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from runner import rundir
-from runner.compare import main
-from runner.compare_render import sparkline
-from runner.compare_yaml import parse_config
+from runner.compare.main import main
+from runner.compare.render import sparkline
+from runner.fastyaml import parse_config
 
 BASE = {"optimizer,lr": {("sgd", 0.01): 0.70, ("sgd", 0.1): 0.85, ("adam", 0.01): 0.90,
                          ("adam", 0.1): 0.80}}
@@ -503,7 +503,7 @@ def test_fast_config_parser_agrees_with_pyyaml(text):
 def test_import_does_not_load_jax_hydra_or_matplotlib(sweep):
     tmp, root, jobs = sweep
     code = ("import sys, io, contextlib\n"
-            "from runner.compare import main\n"
+            "from runner.compare.main import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             f"    assert main(['compare', {str(root)!r}]) == 0\n"
             "    assert main(['compare', '--format', 'json', {0!r}]) == 0\n".format(str(root)) +

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from conftest import TINY, compose
-from runner import app, train
+from runner import app
+from runner.core import train
 from runner.config import validate
 from runner.data import load_dataset
 

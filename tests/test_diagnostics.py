@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY, compose, run_inprocess
-from runner import app, diagnostics as diag, losses, train
+from runner import app, diagnostics
+from runner.core import layerstats as diag, losses, train
 from runner.config import validate
 from runner.data import load_dataset
 
@@ -73,7 +74,7 @@ def test_gradient_norms_and_update_ratios_match_hand_computation():
 
 def test_watcher_warns_once_per_kind():
     seen = []
-    w = diag.Watcher(seen.append)
+    w = diagnostics.Watcher(seen.append)
     def row(layer, g, ratio=1e-3, dead=0.0):
         return dict(layer=layer, grad_norm=g, update_ratio=ratio, dead_frac=dead)
     w.epoch(1, [row("layer0", 1e-6), row("layer1", 1e-2, dead=0.8), row("head", 1.0)])

@@ -15,9 +15,9 @@ from runner import app
 from runner.checkpoint import load_params
 from runner.config import validate
 from runner.data import load_dataset
-from runner.ensemble import combine, ensemble, main, member_predictions, score
-from runner.nn import build_model
-from runner.spec import make_hparams, make_spec
+from runner.tools.ensemble import combine, ensemble, main, member_predictions, score
+from runner.core.nn import build_model
+from runner.core.spec import make_hparams, make_spec
 
 
 def make_run(folder, overrides):

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from conftest import TINY, compose, run_inprocess
 from runner import app
 from runner.config import validate
-from runner.gradcheck import THRESHOLD, check, main
+from runner.tools.gradcheck import THRESHOLD, check, main
 
 SMALL = ["model.width=8", "data.max_samples=120"]
 
@@ -88,7 +88,7 @@ def test_fails_when_the_penalty_is_left_out():
 
 
 def test_a_difference_across_a_relu_kink_is_reported_not_failed():
-    from runner import train
+    from runner.core import train
     from runner.data import load_dataset
     cfg = validate(compose(["activation=relu", "model.depth=1", "model.width=4",
                             "data.max_samples=120"]))

@@ -127,7 +127,7 @@ def test_a_crashed_submitit_job_is_a_failed_trial_with_its_last_error_line(tmp_p
 def test_describe_turns_submitit_errors_into_one_line():
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
-    from runner.cli import describe
+    from runner.shell import describe
     raised = FailedJobError(
         "Job (task=0) failed during processing with trace:\n----------------------\n"
         "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"

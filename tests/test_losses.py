@@ -1,10 +1,10 @@
-"""Heads: losses, metrics, predictions and the weighted mean (runner.losses)."""
+"""Heads: losses, metrics, predictions and the weighted mean (runner.core.losses)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from runner.losses import (batch_loss, finalize, metric, metric_name, per_example_loss, predict,
+from runner.core.losses import (batch_loss, finalize, metric, metric_name, per_example_loss, predict,
                            weighted_mean)
 
 

@@ -1,4 +1,4 @@
-"""Activations, initializers, dropout, batch norm and the models of runner.nn."""
+"""Activations, initializers, dropout, batch norm and the models of runner.core.nn."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +12,9 @@ import pytest
 from jax.scipy.special import erf
 
 from runner.config import Config
-from runner.nn import (ACTIVATIONS, Activation, Layer, activation_fn, build_model,
+from runner.core.nn import (ACTIVATIONS, Activation, Layer, activation_fn, build_model,
                        inverted_dropout, make_initializer, maxout)
-from runner.spec import Dataset, ModelSpec, make_hparams, make_spec
+from runner.core.spec import Dataset, ModelSpec, make_hparams, make_spec
 
 # rbg keys: same distributions, but XLA on CPU compiles them several times faster than threefry
 # (test_with_make_hparams keeps the default implementation).

@@ -1,4 +1,4 @@
-"""Optimizers, clipping, weight decay and penalties against their formulas (runner.optim)."""
+"""Optimizers, clipping, weight decay and penalties against their formulas (runner.core.optim)."""
 import functools
 
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from runner.optim import OPTIMIZER_NAMES, decay_mask, global_norm, make_optimizer, penalty
-from runner.spec import OptimSpec
+from runner.core.optim import OPTIMIZER_NAMES, decay_mask, global_norm, make_optimizer, penalty
+from runner.core.spec import OptimSpec
 
 W = np.array([[1.0, -2.0], [0.5, 3.0]], np.float32)
 B = np.array([0.1, -0.2], np.float32)
@@ -331,7 +331,7 @@ def test_the_specs_penalty_flags_leave_a_term_out():
 
     from runner.config import validate
     from runner.data import load_dataset
-    from runner.spec import make_spec as spec_of
+    from runner.core.spec import make_spec as spec_of
     for over, flags in (([], (False, False)), (["regularization=l2"], (False, True)),
                         (["regularization=l1"], (True, False))):
         cfg = validate(compose(["data=iris", *over]))

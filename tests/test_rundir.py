@@ -216,7 +216,7 @@ def test_compare_shows_stale_runs(three):
 
 
 def test_sweep_rows_use_the_same_status(three, tmp_path):
-    from runner.sweep_report import make_row, read_metrics
+    from runner.sweep.report import make_row, read_metrics
     trial = {"job": 4, "overrides": ["seed=4"], "params": {"seed": 4}}
     make_run(tmp_path / "4", config(), ["seed=4"], live(pid=dead_pid()))
     assert make_row(trial, tmp_path / "4", read_metrics(tmp_path / "4"))["status"] == "stale"
@@ -309,7 +309,7 @@ def test_load_best(tmp_path):
 
 
 def test_gradcheck_run_with_a_damaged_config_names_the_file(tmp_path, capsys):
-    from runner.gradcheck import main
+    from runner.tools.gradcheck import main
     run = tmp_path / "r"
     make_run(run, config(), [], metrics_for(0.5, 2, 1.0))
     poke(run / ".hydra" / "config.yaml", 3)
@@ -339,7 +339,8 @@ def test_lessons_reads_through_rundir(three, capsys, monkeypatch):
 # metric names and direction: one table, one rule
 
 def test_one_alias_table_and_one_direction_rule():
-    from runner import ensemble, results
+    from runner.tools import ensemble
+    from runner.compare import results
     assert rundir.canonical("val_acc") == "best_val_acc"
     assert rundir.canonical("loss") == "best_val_loss" and rundir.canonical("time") == "wall_time"
     for name in ("best_val_acc", "test_acc", "val_acc", "acc", "final_train_acc"):
@@ -352,13 +353,13 @@ def test_one_alias_table_and_one_direction_rule():
     # no second table or rule left behind
     assert not hasattr(results, "METRIC_ALIASES") and not hasattr(ensemble, "ALIASES")
     assert results.ALIASES is rundir.ALIASES
-    from runner.losses import higher_is_better
+    from runner.core.losses import higher_is_better
     assert higher_is_better("softmax") is True and higher_is_better("linear") is False
 
 
 def test_compare_sorts_and_marks_best_by_the_rule(three, monkeypatch):
-    from runner.compare_table import choose_columns, default_sort
-    from runner.results import Keys, load_runs
+    from runner.compare.table import choose_columns, default_sort
+    from runner.compare.results import Keys, load_runs
 
     class Args:
         keep, drop, all = [], [], False
@@ -381,7 +382,7 @@ def test_compare_sorts_and_marks_best_by_the_rule(three, monkeypatch):
 # writing
 
 def test_a_failed_write_names_the_target_file(tmp_path, monkeypatch):
-    from runner.cli import describe
+    from runner.shell import describe
     target = tmp_path / "metrics.json"
     target.write_text('{"status": "running"}\n')
 
@@ -415,7 +416,7 @@ def test_atomic_write_writes_text_as_utf8_and_bytes_as_they_are(tmp_path):
 
 
 def test_rundir_imports_nothing_heavy():
-    code = ("import sys, runner.rundir, runner.results\n"
+    code = ("import sys, runner.rundir, runner.compare.results\n"
             "print([m for m in ('jax', 'numpy', 'hydra', 'omegaconf', 'yaml') "
             "if m in sys.modules])\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -433,7 +434,7 @@ def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monk
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from runner import cli
+    from runner import runtime
     from runner.help import conf_dir
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -443,7 +444,7 @@ def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monk
     try:
         dirs = []
         for _ in range(3):
-            cli.register_unique_dir()  # a new process: nothing claimed yet
+            runtime.register_unique_dir()  # a new process: nothing claimed yet
             dirs.append(cfg.hydra.run.dir)
             assert cfg.hydra.run.dir == dirs[-1]  # one process resolves it to one folder
     finally:  # Hydra's own `now` back

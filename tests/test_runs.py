@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_inprocess
-from runner import app, train
+from runner import app
+from runner.core import train
 from runner.help import conf_dir
 
 GROUPS = ["data", "model", "activation", "init", "optimizer", "schedule", "regularization",

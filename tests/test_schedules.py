@@ -1,4 +1,4 @@
-"""Learning-rate schedules against their closed forms (runner.schedules)."""
+"""Learning-rate schedules against their closed forms (runner.core.schedules)."""
 import functools
 import math
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from runner.schedules import learning_rate
-from runner.spec import SchedSpec
+from runner.core.schedules import learning_rate
+from runner.core.spec import SchedSpec
 
 
 def make_hp(**kw):

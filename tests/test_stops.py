@@ -125,7 +125,7 @@ def test_sigterm_stops_with_exit_143_and_an_interrupted_run(tmp_path):
 
 
 def test_sigkill_leaves_a_stale_run_that_resumes_from_its_last_checkpoint(tmp_path, reference):
-    from runner.results import load_run
+    from runner.compare.results import load_run
     run_dir = tmp_path / "run"
     p = start(LONG + [f"hydra.run.dir={run_dir}", "trainer.checkpoint=100"], tmp_path)
     wait_for(lambda: (run_dir / "checkpoint.npz").is_file(), p)
@@ -148,7 +148,7 @@ SWEEP = ["-m", "data=digits", "data.max_samples=300", "model.width=16", "trainer
 
 
 def test_vmap_groups_write_their_jobs_as_they_finish_and_resume_retrains_only_the_rest(tmp_path):
-    from runner.results import load_runs
+    from runner.compare.results import load_runs
     sweep = tmp_path / "sweep"
     args = SWEEP + ["trainer.epochs=800", "optimizer.lr=0.001,0.002,0.003,0.004",
                     f"hydra.sweep.dir={sweep}"]

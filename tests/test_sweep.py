@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.sweep import claim_dir
-from runner.sweep_report import make_row, preset_text, seed_groups
-from runner.sweep_grammar import geomspace, logspace
-from runner.sweep_space import Param, SweepError, grid, narrow, parse_space, rng_for, sample
+from runner.sweep.run import claim_dir
+from runner.sweep.report import make_row, preset_text, seed_groups
+from runner.sweep.grammar import geomspace, logspace
+from runner.sweep.space import Param, SweepError, grid, narrow, parse_space, rng_for, sample
 
 RUNNER = [sys.executable, "-m", "runner", "-m"]
 QUICK = ["data=iris", "trainer.epochs=1", "trainer.progress=false", "trainer.plot=false",
@@ -410,7 +410,7 @@ def test_seed_groups_and_preset_text():
 
 
 def test_param_value_strings_stay_floats():
-    from runner.sweep_space import fmt
+    from runner.sweep.space import fmt
     assert fmt(2.0) == "2.0" and fmt(1e-5) == "1e-05" and fmt(3) == "3" and fmt(0.123456789) \
         == "0.123457"
     assert Param("x", "fixed", ["1"]).swept is False

@@ -171,7 +171,7 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
     for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss"):
         assert v[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), key
     assert (alone / "curves.png").is_file()  # a single run still draws its plot
-    # job 3's config was derived from job 0's (runner.launcher._Composer), not composed from
+    # job 3's config was derived from job 0's (runner.sweep.launcher._Composer), not composed from
     # the YAML files: it is the config Hydra composes for those overrides
     assert (d / "3" / ".hydra" / "config.yaml").read_text() == \
         (alone / ".hydra" / "config.yaml").read_text()
@@ -202,7 +202,7 @@ def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
 
 
 def test_composer_derives_hydras_own_configs():
-    """runner.launcher._Composer: jobs that differ only in plain values are copies of one
+    """runner.sweep.launcher._Composer: jobs that differ only in plain values are copies of one
     composed template with the values set; the result equals Hydra's full composition."""
     import types
 
@@ -212,7 +212,7 @@ def test_composer_derives_hydras_own_configs():
     from omegaconf import OmegaConf
 
     from runner.help import conf_dir
-    from runner.launcher import _Composer
+    from runner.sweep.launcher import _Composer
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
     master = loader.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/s"],
                                        run_mode=RunMode.MULTIRUN)
@@ -256,7 +256,8 @@ def test_adam_members_without_batch_norm_equal_their_runs_alone():
 def test_a_shorter_group_padded_to_a_longer_ones_size_reuses_its_program():
     """The launcher pads groups of one structure to one size (launcher._chunks makes them
     nearly equal): no new compile, and members get the numbers they got in the longer group."""
-    from runner import train, vectorized
+    from runner.core import train
+    from runner import vectorized
     from runner.config import validate
     from runner.data import load_dataset
     base = ["data=iris", "model.width=16", "trainer.epochs=3", "trainer.progress=false",
@@ -275,7 +276,7 @@ def test_a_shorter_group_padded_to_a_longer_ones_size_reuses_its_program():
 
 
 def test_chunks_are_as_equal_as_can_be():
-    from runner.launcher import _chunks
+    from runner.sweep.launcher import _chunks
     sizes = lambda n, size: [len(c) for c in _chunks(list(range(n)), size)]
     assert sizes(10, 8) == [5, 5]
     assert sizes(64, 8) == [8] * 8

@@ -1,5 +1,5 @@
 """hydra/launcher=vmap: each batch of jobs a sweeper launches is grouped by structure and every
-group trains as one jax.vmap-ed program (runner.launcher does the work; runner.vectorized the
+group trains as one jax.vmap-ed program (runner.sweep.launcher does the work; runner.vectorized the
 training). Jobs that share no structure with another run one by one, as with the basic
 launcher. Every job still gets its own run directory, files and JobReturn.
 
@@ -40,5 +40,5 @@ class VmapLauncher(Launcher):
         self.task_function = task_function
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
-        from runner.launcher import launch
+        from runner.sweep.launcher import launch
         return launch(self, job_overrides, initial_job_idx)

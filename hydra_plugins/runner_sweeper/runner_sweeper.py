@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
-from runner.sweep_grammar import install_grammar
+from runner.sweep.grammar import install_grammar
 
 install_grammar()
 
@@ -90,6 +90,6 @@ class RunnerSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from runner.sweep import run_sweep
+        from runner.sweep.run import run_sweep
         return run_sweep(self.options, list(arguments), config=self.config,
                          hydra_context=self.hydra_context, launcher=self.launcher)

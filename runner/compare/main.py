@@ -16,11 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 from runner import rundir
-from runner.compare_render import Column, fmt_number, missing, render
-from runner.compare_table import (Group, build_rows, caption, choose_columns, default_sort,
+from runner.compare.render import Column, fmt_number, missing, render
+from runner.compare.table import (Group, build_rows, caption, choose_columns, default_sort,
                                   hashable, make_groups, parse_sort, sort_items, sortable)
-from runner.compare_where import compile_where
-from runner.results import (Keys, NoRuns, ResultsError, Run, find_run_dirs, load_run,
+from runner.compare.where import compile_where
+from runner.shell import OneLineParser, UsageError
+from runner.compare.results import (Keys, NoRuns, ResultsError, Run, find_run_dirs, load_run,
                             load_runs, show_value)
 
 COMMANDS = ("compare", "best", "plot")
@@ -29,26 +30,9 @@ FORMATS = ("table", "markdown", "csv", "json")
 MAX_WARNINGS = 10
 
 
-class _Exit(Exception):
-    def __init__(self, code: int):
-        self.code = code
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad options as one line (ResultsError) instead of usage + exit."""
-
-    def error(self, message):
-        raise ResultsError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-    def exit(self, status=0, message=None):
-        if message:
-            sys.stderr.write(message)
-        raise _Exit(status)
-
-
 def _parsers() -> dict:
     fmt = argparse.RawDescriptionHelpFormatter
-    c = _Parser(prog="runner compare", formatter_class=fmt,
+    c = OneLineParser(prog="runner compare", formatter_class=fmt,
                 description="One row per run under PATH (default: outputs/): the settings "
                             "that differ,\nvalidation/test metrics and a sparkline of the "
                             "validation curve.",
@@ -89,14 +73,14 @@ def _parsers() -> dict:
                         "± std band)")
     c.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
                    help="settings and metrics that differ between two runs (paths or ids)")
-    b = _Parser(prog="runner best", description="Print the best completed run's directory "
+    b = OneLineParser(prog="runner best", description="Print the best completed run's directory "
                 "(line 1) and its command-line overrides, shell-quoted (line 2).")
     b.add_argument("paths", nargs="*", metavar="PATH", help="default: outputs")
     b.add_argument("--metric", metavar="KEY[:asc|desc]",
                    help="default: the runs' monitor (best_val_acc: highest, best_val_loss: "
                         "lowest); :desc picks the highest, :asc the lowest")
     b.add_argument("--where", metavar="EXPR", help="as for runner compare")
-    p = _Parser(prog="runner plot", description="Redraw a run's curves.png from curves.csv "
+    p = OneLineParser(prog="runner plot", description="Redraw a run's curves.png from curves.csv "
                 "(and its diagnostics when the run has diagnostics.csv).")
     p.add_argument("run", metavar="RUN", help="a run directory (or its id under outputs/)")
     p.add_argument("--out", metavar="FILE.png", help="default: RUN/curves.png")
@@ -162,7 +146,7 @@ def cmd_compare(args) -> int:
 
 
 def _plot_selection(path: str, items: list, gkeys, cols) -> None:
-    from runner.compare_render import plot_overlay
+    from runner.compare.render import plot_overlay
     params = [c.key for c in cols if c.kind == "param" and c.key not in gkeys]
     series = []
     for it in items:
@@ -345,12 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_intermixed_args(argv)
         return {"compare": cmd_compare, "best": cmd_best, "plot": cmd_plot}[cmd](args)
-    except _Exit as e:
-        return e.code
+    except SystemExit as e:  # --help, or argparse's own exit
+        return int(e.code or 0)
     except NoRuns as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return 1
-    except (ResultsError, rundir.RunDirError) as e:
+    except (UsageError, ResultsError, rundir.RunDirError) as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

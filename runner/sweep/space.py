@@ -1,6 +1,6 @@
 """The search space of a sweep, from Hydra's override grammar: parsing, grid products, random
 samples, coarse-to-fine narrowing and the Optuna TPE wrapper (the log-spaced grid functions are in
-runner.sweep_grammar).
+runner.sweep.grammar).
 
 A space is a list of Params, one per command-line override, in command-line order:
   fixed     key=value                    the same in every trial
@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from runner.config import ConfigError
-from runner.sweep_grammar import install_grammar
+from runner.sweep.grammar import install_grammar
 
 
 class SweepError(ConfigError):
-    """A bad sweep or a failed one: the message is one line, which runner.cli prints as
+    """A bad sweep or a failed one: the message is one line, which runner.shell prints as
     `runner: error: <message>` (exit code 2)."""
 
 

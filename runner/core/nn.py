@@ -1,6 +1,6 @@
 """Activations, initializers and the flax.linen models (mlp, resmlp, cnn).
 
-Every number a model reads comes from ``hp`` (runner.spec.make_hparams): float32 arrays that may be
+Every number a model reads comes from ``hp`` (runner.core.spec.make_hparams): float32 arrays that may be
 JAX tracers, because the model is built and initialized inside jax.jit. So nothing here converts an
 hp value to a Python float or branches on one; everything that changes the program (names, sizes,
 on/off switches) comes from the static ModelSpec.
@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from runner.spec import ModelSpec
+from runner.core.spec import ModelSpec
 
 Array = jax.Array
 Initializer = Callable[..., Array]

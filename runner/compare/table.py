@@ -7,8 +7,8 @@ import re
 from collections import Counter
 
 from runner import rundir
-from runner.compare_render import SPARK, Cell, Column, mean_curve, missing, sparkline
-from runner.results import Keys, ResultsError, Run, natural_key, show_value
+from runner.compare.render import SPARK, Cell, Column, mean_curve, missing, sparkline
+from runner.compare.results import Keys, ResultsError, Run, natural_key, show_value
 
 # ---------------------------------------------------------------------------------------------
 # rows: runs or groups of runs, both answering .get(key)

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import rundir
-from runner.cli import OneLineParser
+from runner.shell import OneLineParser
 
 SPLITS = ("test", "val")
 EVAL_CHUNK = 2048
@@ -251,10 +251,10 @@ def member_predictions(trial: Trial, split: str = "test"):
     import jax
     import numpy as np
 
-    from runner import losses
+    from runner.core import losses
     from runner.config import ConfigError, validate
-    from runner.nn import build_model
-    from runner.spec import make_hparams, make_spec
+    from runner.core.nn import build_model
+    from runner.core.spec import make_hparams, make_spec
     try:
         cfg = validate(trial.config)
     except ConfigError as e:
@@ -442,7 +442,7 @@ def _main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runner.cli import subcommand
+    from runner.shell import subcommand
     return subcommand("ensemble", argv, _main, expected=(EnsembleError, rundir.RunDirError))
 
 

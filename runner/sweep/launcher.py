@@ -9,7 +9,7 @@ one JobReturn per job out, as Hydra's basic launcher returns them.
    groups of up to max_members (on a CPU fewer: vectorized.group_size), each trained as one
    vmapped program.
 3. Run every job through Hydra's run_job in job order: a job of a group only writes its run
-   directory from its precomputed Result (runner.cli.task(result=...)); any other job, or one
+   directory from its precomputed Result (runner.task.task(result=...)); any other job, or one
    whose group could not be built, trains alone through the ordinary task function, which
    also reports bad input as usual.
 """
@@ -164,7 +164,7 @@ def _train_group(group, configs) -> dict:
     """{job index: Result} for one planned group; empty if the group fails to build or train
     (its jobs then run one by one and each reports what went wrong)."""
     from runner import app, vectorized
-    from runner.cli import describe
+    from runner.shell import describe
     from runner.progress import Display
     idx, cfgs, ds, pad_to = group
     nums = [int(configs[i].hydra.job.num) for i in idx]
@@ -206,7 +206,8 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     from omegaconf import open_dict
 
     from runner import stop
-    from runner.cli import _enable_compilation_cache, task
+    from runner.runtime import enable_compilation_cache
+    from runner.task import task
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -231,7 +232,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
     if plan:
-        _enable_compilation_cache()
+        enable_compilation_cache()
     for group in plan:
         if stop.requested():
             break

@@ -10,7 +10,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from runner.results import show_value
+from runner.compare.results import show_value
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK = "curve"  # the sparkline column (--drop curve hides it)

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from runner import diagnostics as diag
-from runner import losses, nn, optim, schedules
-from runner.spec import Spec
+from runner.core import layerstats as diag
+from runner.core import losses, nn, optim, schedules
+from runner.core.spec import Spec
 
 EVAL_CHUNK = 2048  # examples per evaluation pass: bounds memory on larger sets
 

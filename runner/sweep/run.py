@@ -1,10 +1,10 @@
 """Hyperparameter sweeps: the engine behind the Hydra sweeper plugin in
 hydra_plugins/runner_sweeper (selected with hydra/sweeper=runner|random|coarse_to_fine|tpe).
 
-A sweep plans its trials (runner.sweep_space), writes <sweep_dir>/trials.json before anything
+A sweep plans its trials (runner.sweep.space), writes <sweep_dir>/trials.json before anything
 trains, then launches the trials through Hydra's launcher in batches of hydra.sweeper.n_jobs
 (one at a time with the basic launcher, a whole stage with the others) with their own job
-numbers, and after each launch rewrites summary.json/summary.csv (runner.sweep_report). A trial that
+numbers, and after each launch rewrites summary.json/summary.csv (runner.sweep.report). A trial that
 fails or diverges is recorded and the sweep goes on (Hydra's basic sweeper stops at the first
 failure: hydra issue 2284); the sweep fails (exit code 2) only when every trial failed, or at
 the first failure with hydra.sweeper.fail_fast=true.
@@ -25,10 +25,10 @@ from pathlib import Path
 
 from runner import stop
 from runner.rundir import atomic_write, write_json
-from runner.sweep_report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
+from runner.sweep.report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
                                  ranked, read_metrics, summary, sweep_mode, write_best,
                                  write_summary)
-from runner.sweep_space import (TPE, Param, SweepError, describe_space, grid, import_optuna,
+from runner.sweep.space import (TPE, Param, SweepError, describe_space, grid, import_optuna,
                                 narrow, parse_space, plan_text, rng_for, sample, space_from_json,
                                 space_json, with_extra)
 
@@ -79,7 +79,7 @@ def _quote(value: str) -> str:
 
 
 def _one_line(e: BaseException) -> str:
-    from runner.cli import describe
+    from runner.shell import describe
     return describe(e).replace(" (rerun with --debug for the traceback)", "")
 
 

@@ -219,7 +219,7 @@ def preset_text(overrides: list[str], groups: set[str], header: list[str]) -> st
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    from runner.sweep_space import install_grammar
+    from runner.sweep.space import install_grammar
     install_grammar()
     parser = OverridesParser.create()
     defaults, body, skipped = [], {}, []

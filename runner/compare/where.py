@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from runner.results import Keys, ResultsError, as_number, show_value
+from runner.compare.results import Keys, ResultsError, as_number, show_value
 
 OPS = ("<=", ">=", "!=", "==", "!~", "=", "<", ">", "~")
 NUMERIC_OPS = ("<", "<=", ">", ">=")

@@ -50,7 +50,7 @@ import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.cli import OneLineParser
+from runner.shell import OneLineParser
 
 EXIT_FAIL = 1
 THRESHOLD = 1e-6
@@ -171,10 +171,10 @@ def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, ste
     import numpy as np
     from jax.flatten_util import ravel_pytree
 
-    from runner import losses, optim
+    from runner.core import losses, optim
     from runner.data import load_dataset
-    from runner.nn import build_model
-    from runner.spec import make_hparams, make_spec
+    from runner.core.nn import build_model
+    from runner.core.spec import make_hparams, make_spec
 
     if ds is None:
         ds = load_dataset(cfg.data)
@@ -443,7 +443,7 @@ def _run(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from runner.cli import subcommand
+    from runner.shell import subcommand
     return subcommand("gradcheck", argv, lambda a: _run(_parser().parse_intermixed_args(a)),
                       expected=(GradcheckError,))
 

@@ -1,7 +1,7 @@
 """Learning-rate schedules as pure jnp functions of the update count.
 
 ``learning_rate(step, spec, hp)`` runs inside ``jax.jit`` with ``hp`` traced (float32 arrays from
-``runner.spec.make_hparams``) and vectorises with ``jax.vmap`` over a batch of ``hp``. The only
+``runner.core.spec.make_hparams``) and vectorises with ``jax.vmap`` over a batch of ``hp``. The only
 Python branching is on the static ``SchedSpec``; every number comes from ``hp``. (optax's own
 schedules branch in Python on some arguments, e.g. ``exponential_decay``'s ``decay_rate``, so we
 write them out here.)
@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from runner.spec import SchedSpec
+from runner.core.spec import SchedSpec
 
 SCHEDULE_NAMES = ("constant", "step", "time_based", "exponential", "piecewise", "cyclic", "cosine")
 
