@@ -1,17 +1,21 @@
 """Training speed: the runner against a minimal hand-written JAX loop and a plain PyTorch loop.
 
     .venv/bin/pip install torch==2.13.0          # the optional benchmark dependency
-    .venv/bin/python benchmarks/bench_train.py [--repeats 3] [--trials 64] [--launchers vmap,basic]
+    .venv/bin/python benchmarks/bench_train.py [--repeats 5] [--trials 64] [--launchers vmap,basic]
                                                [--skip-large] [--large-n 60000]
+    .venv/bin/python benchmarks/bench_train.py --quick   # every measurement once, toy sizes
 
 Workloads (issue 6), each side by side with a minimal hand-written lax.scan loop and a plain
 PyTorch loop: W1 = MNIST-1D (4000 train, 40 standardized features), MLP 40-256-256-10,
 ReLU, He init, Adam 1e-3, batch 128, 30 epochs. S = `--trials` W1 runs (4 learning rates x 4
 weight decays x trials/16 seeds) as one whole `runner -m` sweep per launcher, against the
-peers running the same trials one after another in one process. L = MLP 784-2048-2048-10 on 60,000 synthetic
-examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios; docs/performance.md
-records a run. Run it on a quiet machine: timings are wall clock.
+peers running the same trials one after another in one process. L = MLP 784-2048-2048-10 on
+60,000 synthetic examples, batch 512, 2 epochs. Prints medians over --repeats and the ratios;
+docs/performance.md records a run. Run it on a quiet machine: timings are wall clock.
+`--quick` (make bench-quick) only checks that every part still runs: W1 for 2 epochs, S16 with
+the vmap launcher, L on 2,048 examples, each timed once; its numbers mean nothing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,23 +31,45 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 W1 = dict(epochs=30, batch=128, width=256, lr=1e-3)
-L_OVERRIDES = ["data=npz", "data.path=/tmp/bench_large.npz", "data.preprocessing=none",
-               "data.val_fraction=0.01", "data.test_fraction=0.01", "model.width=2048",
-               "trainer.batch_size=512", "trainer.epochs=2", "trainer.progress=false",
-               "trainer.diagnostics=false"]
+WHOLE = 3  # whole-process timings and workload L: median of this many (--quick: 1)
+L_OVERRIDES = [
+    "data=npz",
+    "data.path=/tmp/bench_large.npz",
+    "data.preprocessing=none",
+    "data.val_fraction=0.01",
+    "data.test_fraction=0.01",
+    "model.width=2048",
+    "trainer.batch_size=512",
+    "trainer.epochs=2",
+    "trainer.progress=false",
+    "trainer.diagnostics=false",
+]
 
 
 def w1_overrides(extra=()):
-    return ["data=mnist1d", "model=mlp", "model.depth=2", "model.width=256", "activation=relu",
-            "init=he_normal", "optimizer=adam", "optimizer.lr=0.001", "trainer.batch_size=128",
-            "trainer.epochs=30", "trainer.progress=false", *extra]
+    return [
+        "data=mnist1d",
+        "model=mlp",
+        "model.depth=2",
+        "model.width=256",
+        "activation=relu",
+        "init=he_normal",
+        "optimizer=adam",
+        "optimizer.lr=0.001",
+        "trainer.batch_size=128",
+        f"trainer.epochs={W1['epochs']}",
+        "trainer.progress=false",
+        *extra,
+    ]
 
 
 def load_w1():
     from runner.config import validate
     from runner.data import load_dataset
+
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import compose
+
     cfg = validate(compose(w1_overrides()))
     return cfg, load_dataset(cfg.data)
 
@@ -52,12 +78,13 @@ def load_w1():
 def runner_fit(cfg, ds):
     """(train s, compile s) of one in-process app.fit."""
     from runner import app
+
     r = app.fit(cfg, ds)
     return r.metrics["train_time"], r.metrics["compile_time"]
 
 
 # ------------------------------------------------------------- a minimal hand-written JAX loop
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _scan_programs(in_dim, width, batch, steps, decay):
     """The shortest fast JAX loop we know, compiled once per shape: params as a list, one jitted
     epoch = lax.scan over permuted batches (full batches only), optax.adam (adamw when `decay`)
@@ -81,23 +108,28 @@ def _scan_programs(in_dim, width, batch, steps, decay):
         return optax.softmax_cross_entropy_with_integer_labels(h @ w + b, yb).mean()
 
     def tx(lr, wd):
-        return (optax.inject_hyperparams(optax.adamw)(lr, weight_decay=wd) if decay else
-                optax.inject_hyperparams(optax.adam)(lr))
+        return (
+            optax.inject_hyperparams(optax.adamw)(lr, weight_decay=wd)
+            if decay
+            else optax.inject_hyperparams(optax.adam)(lr)
+        )
 
     def start(key, lr, wd):
         params = init(key)
         return params, tx(lr, wd).init(params)
 
     def epoch(params, opt, key, x, y, lr, wd):
-        perm = jax.random.permutation(key, len(x))[:steps * batch].reshape(steps, batch)
+        perm = jax.random.permutation(key, len(x))[: steps * batch].reshape(steps, batch)
 
         def step(carry, idx):
             params, opt = carry
             loss, g = jax.value_and_grad(loss_fn)(params, x[idx], y[idx])
             upd, opt = tx(lr, wd).update(g, opt, params)
             return (optax.apply_updates(params, upd), opt), loss
+
         (params, opt), losses = jax.lax.scan(step, (params, opt), perm)
         return params, opt, losses.mean()
+
     return jax.jit(start), jax.jit(epoch)
 
 
@@ -108,6 +140,7 @@ def scan_loop(x, y, epochs, batch, width, lr, seed=0, wd=0.0):
     """Train one model with the hand-written loop; returns (train s, compile s, last loss)."""
     import jax
     import jax.numpy as jnp
+
     sig = (x.shape, width, batch, bool(wd))
     start, epoch = _scan_programs(x.shape[1], width, batch, len(x) // batch, bool(wd))
     x, y = jnp.asarray(x), jnp.asarray(y)
@@ -130,26 +163,34 @@ def scan_loop(x, y, epochs, batch, width, lr, seed=0, wd=0.0):
 # ------------------------------------------------------------------- a plain PyTorch eager loop
 def torch_loop(x, y, epochs, batch, width, lr, seed=0, wd=0.0):
     import torch
+
     torch.manual_seed(seed)
     torch.set_num_threads(os.cpu_count() or 1)
     x, y = torch.as_tensor(x), torch.as_tensor(y, dtype=torch.long)
-    model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, width), torch.nn.ReLU(),
-                                torch.nn.Linear(width, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(x.shape[1], width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, width),
+        torch.nn.ReLU(),
+        torch.nn.Linear(width, 10),
+    )
     for m in model:
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             torch.nn.init.zeros_(m.bias)
     # The runner's regularization.weight_decay is AdamW's (w -= lr * wd * w; AdamW here also
     # decays biases, which the runner leaves alone: the same work either way).
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd) if wd else \
-        torch.optim.Adam(model.parameters(), lr=lr)
+    opt = (
+        torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
+        if wd
+        else torch.optim.Adam(model.parameters(), lr=lr)
+    )
     loss_fn = torch.nn.CrossEntropyLoss()
     t0 = time.perf_counter()
     for _ in range(epochs):
         perm = torch.randperm(len(x))
         for i in range(0, len(x) - batch + 1, batch):
-            idx = perm[i:i + batch]
+            idx = perm[i : i + batch]
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
@@ -162,7 +203,7 @@ import sys, time, numpy as np
 sys.path.insert(0, {root!r}); sys.path.insert(0, {bench!r})
 from bench_train import torch_loop, load_w1
 cfg, ds = load_w1()
-torch_loop(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, 30, 128, 256, 1e-3)
+torch_loop(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, {epochs}, 128, 256, 1e-3)
 """
 
 
@@ -177,14 +218,21 @@ def sweep_process(n, launcher):
     """Wall time of the whole `runner -m` sweep of S_n, and what its trials' metrics say."""
     import json
     import shutil
+
     lrs, wds, seeds = (sorted({t[i] for t in s_grid(n)}) for i in range(3))
     d = Path(f"/tmp/bench_sweep_{launcher}")
     shutil.rmtree(d, ignore_errors=True)
-    cmd = [str(ROOT / ".venv" / "bin" / "runner"), "-m", f"hydra/launcher={launcher}",
-           *w1_overrides(), "optimizer.lr=" + ",".join(map(str, lrs)),
-           "regularization.weight_decay=" + ",".join(map(str, wds)),
-           "seed=" + ",".join(map(str, seeds)), f"hydra.sweep.dir={d}",
-           "hydra.sweeper.progress=false"]
+    cmd = [
+        str(ROOT / ".venv" / "bin" / "runner"),
+        "-m",
+        f"hydra/launcher={launcher}",
+        *w1_overrides(),
+        "optimizer.lr=" + ",".join(map(str, lrs)),
+        "regularization.weight_decay=" + ",".join(map(str, wds)),
+        "seed=" + ",".join(map(str, seeds)),
+        f"hydra.sweep.dir={d}",
+        "hydra.sweeper.progress=false",
+    ]
     wall = whole_process(cmd)
     train = comp = 0.0
     groups, completed = set(), 0
@@ -203,8 +251,9 @@ def sweep_process(n, launcher):
 
 def whole_process(cmd, env=None):
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, **(env or {})},
-                   cwd="/tmp")
+    subprocess.run(
+        cmd, check=True, capture_output=True, env={**os.environ, **(env or {})}, cwd="/tmp"
+    )
     return time.perf_counter() - t0
 
 
@@ -212,7 +261,7 @@ def matmul_peak(sizes=(2048, 3072), repeats=7):
     """fp32 GFLOP/s of large jnp matmuls, the best of the repeats: the machine's practical
     peak for this JAX (a median under load would understate it)."""
     import jax
-    import jax.numpy as jnp
+
     best = 0.0
     for n in sizes:
         a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
@@ -221,7 +270,7 @@ def matmul_peak(sizes=(2048, 3072), repeats=7):
         for _ in range(repeats):
             t0 = time.perf_counter()
             f(a).block_until_ready()
-            best = max(best, 2 * n ** 3 / (time.perf_counter() - t0) / 1e9)
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0) / 1e9)
     return best
 
 
@@ -234,20 +283,33 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--trials", type=int, default=64)
-    ap.add_argument("--launchers", default="vmap,basic",
-                    help="launchers for the S sweep, comma-separated")
+    ap.add_argument(
+        "--launchers", default="vmap,basic", help="launchers for the S sweep, comma-separated"
+    )
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--large-n", type=int, default=60000, help="examples of workload L")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: every measurement once at toy sizes (numbers mean nothing)",
+    )
     args = ap.parse_args()
+    global WHOLE
+    peak_sizes = (2048, 3072)
+    if args.quick:
+        W1["epochs"], WHOLE, peak_sizes = 2, 1, (1024,)
+        args.repeats, args.trials, args.launchers = 1, 16, "vmap"
+        args.large_n = min(args.large_n, 2048)
     # The `runner` command's XLA set-up (one CPU device per core), before JAX starts: the
     # in-process runs and the scan loop then get what a `runner` process gets.
     from runner.runtime import host_devices as _host_devices
+
     _host_devices()
     os.environ.setdefault("RUNNER_CACHE_DIR", str(Path.home() / ".cache" / "runner"))
     cfg, ds = load_w1()
     x, y = ds.x_train.reshape(len(ds.x_train), -1), ds.y_train
     n_samples = len(x) * W1["epochs"]
-    peak = matmul_peak()
+    peak = matmul_peak(peak_sizes)
     print(f"machine: {os.cpu_count()} cores; fp32 matmul peak {peak:.1f} GFLOP/s")
     # Forward+backward of the W1 MLP: 6 flops per weight per example.
     w1_flops = 6 * (40 * 256 + 256 * 256 + 256 * 10) * n_samples
@@ -259,6 +321,7 @@ def main():
     loops = {"runner": lambda: runner_fit(cfg, ds)[0], "scan": lambda: scan_loop(x, y, **W1)[0]}
     try:
         import torch  # noqa: F401
+
         loops["torch"] = lambda: torch_loop(x, y, **W1)[0]
     except ImportError:
         print("torch not installed: pip install torch==2.13.0 for the PyTorch column")
@@ -272,28 +335,45 @@ def main():
     rows = [("runner (in-process, train only)", r_train), ("hand-written lax.scan loop", s_train)]
     if t_train is not None:
         rows.append(("PyTorch eager loop", t_train))
-    print("\nW1: MNIST-1D MLP 40-256-256-10, Adam, batch 128, 30 epochs "
-          f"(median of {args.repeats})")
+    print(
+        f"\nW1: MNIST-1D MLP 40-256-256-10, Adam, batch 128, {W1['epochs']} epochs "
+        f"(median of {args.repeats})"
+    )
     for name, t in rows:
-        print(f"  {name:34s} {t:7.3f} s  {n_samples / t:10.0f} samples/s  "
-              f"{100 * w1_flops / t / 1e9 / peak:5.1f}% of peak")
+        print(
+            f"  {name:34s} {t:7.3f} s  {n_samples / t:10.0f} samples/s  "
+            f"{100 * w1_flops / t / 1e9 / peak:5.1f}% of peak"
+        )
     print(f"  compile: runner {r_comp:.2f} s (first run), scan loop {s_comp:.2f} s")
-    print(f"  ratio runner/scan {r_train / s_train:.2f}"
-          + (f", runner/torch {r_train / t_train:.2f}" if t_train else ""))
+    print(
+        f"  ratio runner/scan {r_train / s_train:.2f}"
+        + (f", runner/torch {r_train / t_train:.2f}" if t_train else "")
+    )
 
-    runner_cmd = [str(ROOT / ".venv" / "bin" / "runner"), *w1_overrides(["trainer.plot=false"]),
-                  "hydra.run.dir=/tmp/bench_run"]
-    cold = statistics.median([whole_process(runner_cmd, {"RUNNER_JAX_CACHE": "off"})
-                              for _ in range(3)])
-    warm = statistics.median([whole_process(runner_cmd) for _ in range(3)])
-    print(f"\nwhole process `runner` W1: {cold:.2f} s without the compilation cache, "
-          f"{warm:.2f} s with it (median of 3)")
+    runner_cmd = [
+        str(ROOT / ".venv" / "bin" / "runner"),
+        *w1_overrides(["trainer.plot=false"]),
+        "hydra.run.dir=/tmp/bench_run",
+    ]
+    cold = statistics.median(
+        [whole_process(runner_cmd, {"RUNNER_JAX_CACHE": "off"}) for _ in range(WHOLE)]
+    )
+    warm = statistics.median([whole_process(runner_cmd) for _ in range(WHOLE)])
+    print(
+        f"\nwhole process `runner` W1: {cold:.2f} s without the compilation cache, "
+        f"{warm:.2f} s with it (median of {WHOLE})"
+    )
     if t_train is not None:
-        script = TORCH_SCRIPT.format(root=str(ROOT), bench=str(ROOT / "benchmarks"))
-        tp = statistics.median([whole_process([sys.executable, "-c", script])
-                                for _ in range(3)])
-        print(f"whole process PyTorch script W1: {tp:.2f} s; runner/torch {warm / tp:.2f} "
-              f"(cache warm), {cold / tp:.2f} (cold)")
+        script = TORCH_SCRIPT.format(
+            root=str(ROOT), bench=str(ROOT / "benchmarks"), epochs=W1["epochs"]
+        )
+        tp = statistics.median(
+            [whole_process([sys.executable, "-c", script]) for _ in range(WHOLE)]
+        )
+        print(
+            f"whole process PyTorch script W1: {tp:.2f} s; runner/torch {warm / tp:.2f} "
+            f"(cache warm), {cold / tp:.2f} (cold)"
+        )
 
     # S: W1 trials that differ in learning rate, weight decay and seed, as a whole `runner -m`
     # sweep (every trial writes its folder), with the vmap and the basic launcher; the peers
@@ -302,68 +382,112 @@ def main():
         wall, info = sweep_process(args.trials, launcher)
         per = info["train"] / args.trials
         over = (wall - info["train"] - info["compile"]) / args.trials
-        print(f"\nS{args.trials} `runner -m hydra/launcher={launcher}`: whole sweep {wall:.1f} s "
-              f"= compile {info['compile']:.1f} s + train {info['train']:.1f} s + the rest "
-              f"{wall - info['train'] - info['compile']:.1f} s (start-up, Hydra's job set-up, "
-              f"files); {info['completed']}/{args.trials} completed"
-              + (f", {info['groups']} vmapped groups" if info["groups"] else ""))
-        print(f"  per trial: train {per:.3f} s, everything else {over:.3f} s "
-              f"({100 * over / per:.0f}% of its training); "
-              f"{args.trials * n_samples / wall:,.0f} samples/s over the whole sweep")
+        print(
+            f"\nS{args.trials} `runner -m hydra/launcher={launcher}`: whole sweep {wall:.1f} s "
+            f"= compile {info['compile']:.1f} s + train {info['train']:.1f} s + the rest "
+            f"{wall - info['train'] - info['compile']:.1f} s (start-up, Hydra's job set-up, "
+            f"files); {info['completed']}/{args.trials} completed"
+            + (f", {info['groups']} vmapped groups" if info["groups"] else "")
+        )
+        print(
+            f"  per trial: train {per:.3f} s, everything else {over:.3f} s "
+            f"({100 * over / per:.0f}% of its training); "
+            f"{args.trials * n_samples / wall:,.0f} samples/s over the whole sweep"
+        )
         results[f"sweep_{launcher}"] = wall
     # The peers run the same trials one after another in this process: the scan loop compiles
     # once (learning rate and weight decay are traced), PyTorch needs no compile.
-    peers = [("scan", lambda lr, wd, seed: scan_loop(x, y, W1["epochs"], W1["batch"],
-                                                     W1["width"], lr, seed=seed, wd=wd))]
+    peers = [
+        (
+            "scan",
+            lambda lr, wd, seed: scan_loop(
+                x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd
+            ),
+        )
+    ]
     if t_train is not None:
-        peers.append(("torch", lambda lr, wd, seed: torch_loop(
-            x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd)))
+        peers.append(
+            (
+                "torch",
+                lambda lr, wd, seed: torch_loop(
+                    x, y, W1["epochs"], W1["batch"], W1["width"], lr, seed=seed, wd=wd
+                ),
+            )
+        )
     for name, loop in peers:
         t0 = time.perf_counter()
         trained = sum(loop(lr, wd, seed)[0] for lr, wd, seed in s_grid(args.trials))
         total = time.perf_counter() - t0
-        print(f"S{args.trials}: {name} sequential in one process: {total:.1f} s "
-              f"(train {trained:.1f} s)"
-              + "".join(f"; runner {k[6:]}/{name} {v / total:.2f}"
-                        for k, v in results.items() if k.startswith("sweep_")))
+        print(
+            f"S{args.trials}: {name} sequential in one process: {total:.1f} s "
+            f"(train {trained:.1f} s)"
+            + "".join(
+                f"; runner {k[6:]}/{name} {v / total:.2f}"
+                for k, v in results.items()
+                if k.startswith("sweep_")
+            )
+        )
 
     if not args.skip_large:
         from runner import app
         from runner.config import validate
+
         sys.path.insert(0, str(ROOT / "tests"))
-        from conftest import compose
         import jax.numpy as jnp  # noqa: F401 - JAX is initialised already
+        from conftest import compose
+
         n, d = args.large_n, 784
         xl = np.random.default_rng(0).normal(size=(n, d)).astype(np.float32)
         yl = (xl[:, :10].argmax(1)).astype(np.int32)
         np.savez("/tmp/bench_large.npz", x=xl, y=yl)
         cl = validate(compose(L_OVERRIDES))
         from runner.data import load_dataset
+
         dl = load_dataset(cl.data)
         warm_up = app.fit(cl, dl).metrics
         if warm_up["status"] != "completed" or warm_up["epochs_run"] != 2:
-            print(f"  (L: the runner's run {warm_up['status']} after {warm_up['epochs_run']} "
-                  "epochs: its time is not comparable)")
-        lt = med(lambda: runner_fit(cl, dl)[0], 3)
+            print(
+                f"  (L: the runner's run {warm_up['status']} after {warm_up['epochs_run']} "
+                "epochs: its time is not comparable)"
+            )
+        lt = med(lambda: runner_fit(cl, dl)[0], WHOLE)
         flops = 6 * (d * 2048 + 2048 * 2048 + 2048 * 10) * len(dl.x_train) * 2
         xt = dl.x_train.reshape(len(dl.x_train), -1)
         big = dict(epochs=2, batch=512, width=2048, lr=1e-3)
-        lrows = [("runner", "runner (in-process, train only)", lt),
-                 ("scan", "hand-written lax.scan loop",
-                  med(lambda: scan_loop(xt, dl.y_train, **big)[0], 3))]
+        lrows = [
+            ("runner", "runner (in-process, train only)", lt),
+            (
+                "scan",
+                "hand-written lax.scan loop",
+                med(lambda: scan_loop(xt, dl.y_train, **big)[0], WHOLE),
+            ),
+        ]
         if t_train is not None:
-            lrows.append(("torch", "PyTorch eager loop",
-                          med(lambda: torch_loop(xt, dl.y_train, **big)[0], 3)))
-        print(f"\nL: MLP 784-2048-2048-10, {n:,} synthetic examples, Adam, batch 512, 2 epochs "
-              "(median of 3)")
+            lrows.append(
+                (
+                    "torch",
+                    "PyTorch eager loop",
+                    med(lambda: torch_loop(xt, dl.y_train, **big)[0], WHOLE),
+                )
+            )
+        print(
+            f"\nL: MLP 784-2048-2048-10, {n:,} synthetic examples, Adam, batch 512, 2 epochs "
+            f"(median of {WHOLE})"
+        )
         for _, name, t in lrows:
-            print(f"  {name:34s} {t:7.2f} s  {2 * len(xt) / t:10.0f} samples/s  "
-                  f"{flops / t / 1e9:6.1f} GFLOP/s = {100 * flops / t / 1e9 / peak:3.0f}% of peak")
+            print(
+                f"  {name:34s} {t:7.2f} s  {2 * len(xt) / t:10.0f} samples/s  "
+                f"{flops / t / 1e9:6.1f} GFLOP/s = {100 * flops / t / 1e9 / peak:3.0f}% of peak"
+            )
         print("  ratio " + ", ".join(f"runner/{n} {lt / t:.2f}" for n, _, t in lrows[1:]))
         # Whole `runner` processes (data loading from the .npz included): the first may have
         # to compile, the second finds the programs in the persistent cache.
-        lcmd = [str(ROOT / ".venv" / "bin" / "runner"), *L_OVERRIDES, "trainer.plot=false",
-                "hydra.run.dir=/tmp/bench_run_large"]
+        lcmd = [
+            str(ROOT / ".venv" / "bin" / "runner"),
+            *L_OVERRIDES,
+            "trainer.plot=false",
+            "hydra.run.dir=/tmp/bench_run_large",
+        ]
         first, second = whole_process(lcmd), whole_process(lcmd)
         print(f"  whole process `runner` L: {first:.1f} s first run, {second:.1f} s second")
 

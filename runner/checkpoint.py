@@ -1,9 +1,12 @@
 """Compact, pickle-free parameter files: a run's best weights as one .npz of named arrays
 ("params/layer0/dense/kernel", "batch_stats/layer0/bn/mean", ...), written atomically."""
+
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,14 +51,16 @@ def load_params(path: Path) -> tuple[dict, dict]:
 #
 # One .npz per checkpoint, written atomically (temp file + rename), so a kill while saving leaves
 # the previous checkpoint whole. Arrays are stored under their pytree paths ("state['params']
-# ['layer0']['dense']['kernel']", "state['opt_state'][1][0].mu", ...); the host-side bookkeeping
-# (epoch, curves so far, early-stopping counters, warnings) is JSON in the "__meta__" entry. No
-# pickle: np.load(allow_pickle=False) reads it, and restoring maps the arrays by path onto the
-# structure a fresh init builds, checking every shape and dtype. Why not orbax-checkpoint: a
-# checkpoint here is a few MB at most and must land in one file whose appearance is atomic; orbax
-# writes a directory of files (tensorstore, asynchronously) and adds ~0.5 s of imports to a
-# process (2.00 s vs 1.48 s for jax alone, medians of 3 here), more than many of these runs
-# train. An npz is one rename, and numpy alone reads it.
+# ['layer0']['dense']['kernel']", "state['opt_state'][1][0].mu", ...); the fields of a dataclass
+# at the top (runner.core.state.TrainState) are named like dict keys, "state['params']", as the
+# dict that the training state was before it were, so older checkpoints restore unchanged. The
+# host-side bookkeeping (epoch, curves so far, early-stopping counters, warnings) is JSON in the
+# "__meta__" entry. No pickle: np.load(allow_pickle=False) reads it, and restoring maps the
+# arrays by path onto the structure a fresh init builds, checking every shape and dtype. Why not
+# orbax-checkpoint: a checkpoint here is a few MB at most and must land in one file whose
+# appearance is atomic; orbax writes a directory of files (tensorstore, asynchronously) and adds
+# its imports to every process (docs/performance.md), more than many of these runs train. An
+# npz is one rename, and numpy alone reads it.
 
 CHECKPOINT_VERSION = 1
 
@@ -65,18 +70,28 @@ class CheckpointError(ValueError):
     file."""
 
 
+def _by_name(tree: Any) -> Any:
+    """A dataclass (the TrainState) as the dict of its fields, so that its arrays are named
+    "state['params']..." as when the state was a dict; any other tree as it is."""
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        return {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
+    return tree
+
+
 def _leaves(tree, prefix: str) -> dict:
     import jax
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+
+    flat, _ = jax.tree_util.tree_flatten_with_path(_by_name(tree))
     return {prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in flat}
 
 
 def save_checkpoint(path: Path, state, best, meta: dict) -> None:
-    """state: the whole training state (params, batch_stats, opt_state, rng, step); best: the
-    best epoch's {"params", "batch_stats"} (or None); meta: JSON-able bookkeeping."""
+    """state: the whole training state (a TrainState, or any pytree); best: the best epoch's
+    {"params", "batch_stats"} (TrainState.weights(), or None); meta: JSON-able bookkeeping."""
     import json
 
     import jax
+
     arrays = _leaves(jax.device_get(state), "state")
     if best is not None:
         arrays.update(_leaves(jax.device_get(best), "best"))
@@ -92,6 +107,7 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     missing, damaged or of another version."""
     import json
     import zipfile
+
     try:
         with open(path, "rb") as f:
             if f.read(4) != b"PK\x03\x04":  # an .npz is a zip file
@@ -104,18 +120,24 @@ def read_checkpoint(path: Path) -> tuple[dict, dict]:
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such file") from None
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") \
-            from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(e).__name__}: {e})"
+        ) from None
     if meta.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint version {meta.get('version')!r}; this runner "
-                              f"reads version {CHECKPOINT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint version {meta.get('version')!r}; this runner "
+            f"reads version {CHECKPOINT_VERSION}"
+        )
     return arrays, meta
 
 
 def restore_tree(arrays: dict, prefix: str, template, path: Path):
-    """The template pytree with its leaves replaced by the stored arrays of the same paths."""
+    """The template pytree (a TrainState, or any pytree) with its leaves replaced by the stored
+    arrays of the same paths."""
     import jax
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+
+    named = _by_name(template)
+    flat, treedef = jax.tree_util.tree_flatten_with_path(named)
     leaves = []
     for p, leaf in flat:
         name = prefix + jax.tree_util.keystr(p)
@@ -123,16 +145,20 @@ def restore_tree(arrays: dict, prefix: str, template, path: Path):
             raise CheckpointError(f"{path}: has no {name} (saved by another model or config?)")
         a = arrays[name]
         if a.shape != np.shape(leaf) or a.dtype != np.dtype(leaf.dtype):
-            raise CheckpointError(f"{path}: {name} is {a.dtype}{list(a.shape)}, the model needs "
-                                  f"{np.dtype(leaf.dtype)}{list(np.shape(leaf))}")
+            raise CheckpointError(
+                f"{path}: {name} is {a.dtype}{list(a.shape)}, the model needs "
+                f"{np.dtype(leaf.dtype)}{list(np.shape(leaf))}"
+            )
         leaves.append(a)
-    return jax.tree_util.tree_unflatten(treedef, leaves)
+    restored = jax.tree_util.tree_unflatten(treedef, leaves)
+    return restored if named is template else dataclasses.replace(template, **restored)
 
 
 def best_from_checkpoint(path: Path) -> tuple[dict, dict] | None:
     """(params, batch_stats) of the best epoch a checkpoint keeps, as nested dicts like
     load_params gives (None: it keeps none, no epoch had finite numbers yet)."""
     import re
+
     arrays, _ = read_checkpoint(path)
     trees = {c: {} for c in COLLECTIONS}
     found = False
@@ -140,8 +166,11 @@ def best_from_checkpoint(path: Path) -> tuple[dict, dict] | None:
         if not name.startswith("best["):
             continue
         keys = re.findall(r"\['([^']*)'\]", name)
-        if not keys or "".join(f"['{k}']" for k in keys) != name[len("best"):] \
-                or keys[0] not in trees:
+        if (
+            not keys
+            or "".join(f"['{k}']" for k in keys) != name[len("best") :]
+            or keys[0] not in trees
+        ):
             raise CheckpointError(f"{path}: unexpected entry {name}")
         node = trees[keys[0]]
         for k in keys[1:-1]:

@@ -2,6 +2,7 @@
 Hydra parse the command line and compose conf/ and runs runner.task.task. Errors become one line
 on stderr and exit code 2 (a traceback only with --debug or HYDRA_FULL_ERROR=1). Nothing imports
 this module: the shared pieces live in runner.shell (errors, argparse) and runner.runtime."""
+
 from __future__ import annotations
 
 import os
@@ -12,20 +13,27 @@ from runner.runtime import MAIN_PROCESS_ENV, host_devices, process_tag, register
 from runner.shell import EXIT_ERROR, QuietHydraStderr, describe
 
 # Commands with their own argument parsing, dispatched before Hydra (and JAX) are imported.
-SUBCOMMANDS = {"compare": "runner.compare.main", "best": "runner.compare.main", "plot": "runner.compare.main",
-               "gradcheck": "runner.tools.gradcheck", "ensemble": "runner.tools.ensemble",
-               "resume": "runner.resume"}
+SUBCOMMANDS = {
+    "compare": "runner.compare.main",
+    "best": "runner.compare.main",
+    "plot": "runner.compare.main",
+    "gradcheck": "runner.tools.gradcheck",
+    "ensemble": "runner.tools.ensemble",
+    "resume": "runner.resume",
+}
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
+
         sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv))
     import hydra
 
     from runner.help import register_resolver
     from runner.task import task
+
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
@@ -38,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     register_resolver(conf_dir())
     register_unique_dir()
     from runner import stop
+
     stop.install()
     entry = hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")(task)
     if report:
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print("runner: interrupted", file=sys.stderr)
         sys.exit(stop.exit_code())
-    except BaseException as e:  # noqa: BLE001 - every error becomes one line
+    except BaseException as e:  # every error becomes one line
         if not report:
             raise
         print(f"runner: error: {describe(e, argv)}", file=sys.stderr)

@@ -6,9 +6,10 @@ is wrong. We validate here rather than with ConfigStore schemas because each gro
 different knobs and the error has to be a single readable line (Hydra's own is several lines
 plus a hint). conf/<group>/ mirrors the dataclass of the same name below.
 
-Numeric knobs that training reads are traced (see runner.core.spec); everything that changes the shape
-of the program (names, sizes, on/off switches) is static.
+Numeric knobs that training reads are traced (see runner.core.spec); everything that changes
+the shape of the program (names, sizes, on/off switches) is static.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,19 +30,70 @@ def knob(default, *, gt=None, ge=None, lt=None, le=None, choices=None, doc=""):
     return field(default=default, metadata=meta)
 
 
-DATASETS = ("digits", "iris", "wine", "breast_cancer", "diabetes", "mnist1d", "moons", "circles",
-            "spirals", "prices", "csv", "npz", "idx")
+DATASETS = (
+    "digits",
+    "iris",
+    "wine",
+    "breast_cancer",
+    "diabetes",
+    "mnist1d",
+    "moons",
+    "circles",
+    "spirals",
+    "prices",
+    "csv",
+    "npz",
+    "idx",
+)
 TASKS = ("auto", "classification", "binary", "regression", "log_regression")
 PREPROCESSING = ("none", "center", "standardize", "pca", "whiten")
 ARCHS = ("mlp", "resmlp", "cnn")
 HEADS = ("auto", "softmax", "sigmoid", "linear", "log_linear")
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "prelu", "rrelu", "elu", "selu", "gelu",
-               "swish", "silu", "softplus", "maxout", "identity")
-INITS = ("auto", "zeros", "constant", "normal", "uniform", "glorot_normal", "glorot_uniform",
-         "xavier_normal", "xavier_uniform", "he_normal", "he_uniform", "kaiming_normal",
-         "kaiming_uniform", "lecun_normal", "lecun_uniform", "orthogonal")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "nadam",
-              "adamw")
+ACTIVATIONS = (
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "prelu",
+    "rrelu",
+    "elu",
+    "selu",
+    "gelu",
+    "swish",
+    "silu",
+    "softplus",
+    "maxout",
+    "identity",
+)
+INITS = (
+    "auto",
+    "zeros",
+    "constant",
+    "normal",
+    "uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "xavier_normal",
+    "xavier_uniform",
+    "he_normal",
+    "he_uniform",
+    "kaiming_normal",
+    "kaiming_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "orthogonal",
+)
+OPTIMIZERS = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "nadam",
+    "adamw",
+)
 SCHEDULES = ("constant", "step", "time_based", "exponential", "piecewise", "cyclic", "cosine")
 
 
@@ -128,7 +180,9 @@ class ScheduleConfig:
     policy: str = knob("triangular", choices=("triangular", "triangular2", "exp_range"))
     window: str = knob("triangular", choices=("triangular", "welch", "hann"))
     gamma: float = knob(0.99994, gt=0, le=1, doc="cyclic exp_range: amplitude x gamma**iteration")
-    decay_steps: Optional[float] = knob(None, gt=0, doc="cosine: units to decay over (default: the run)")
+    decay_steps: Optional[float] = knob(
+        None, gt=0, doc="cosine: units to decay over (default: the run)"
+    )
     final_fraction: float = knob(0.0, ge=0, le=1, doc="cosine: final lr as a fraction of lr")
     warmup: float = knob(0.0, ge=0, doc="linear warmup length in units (0: none)")
     warmup_start: float = knob(0.0, ge=0, lt=1, doc="warmup starts at this fraction of the lr")
@@ -143,8 +197,9 @@ class RegularizationConfig:
     dropout: float = knob(0.0, ge=0, lt=1, doc="inverted dropout rate after each hidden layer")
     dropout_layers: Optional[list] = knob(None, doc="per hidden layer rates, overrides dropout")
     batchnorm: bool = knob(False)
-    batchnorm_position: str = knob("before", choices=("before", "after"),
-                                   doc="before or after the nonlinearity")
+    batchnorm_position: str = knob(
+        "before", choices=("before", "after"), doc="before or after the nonlinearity"
+    )
     batchnorm_momentum: float = knob(0.99, ge=0, lt=1, doc="running-average momentum")
     batchnorm_eps: float = knob(1e-5, gt=0)
     clip_norm: Optional[float] = knob(None, gt=0, doc="clip gradients to this global norm")
@@ -160,19 +215,50 @@ class TrainerConfig:
     epochs: int = knob(20, ge=1)
     batch_size: Union[int, str] = knob(64, ge=1, doc="examples per update, or 'full'")
     drop_last: bool = knob(False, doc="drop the last partial batch of each epoch")
-    monitor: str = knob("auto", choices=("auto", "val_loss", "val_acc", "val_rmse"),
-                        doc="auto: val_acc for classification, val_loss otherwise")
+    monitor: str = knob(
+        "auto",
+        choices=("auto", "val_loss", "val_acc", "val_rmse"),
+        doc="auto: val_acc for classification, val_loss otherwise",
+    )
     mode: str = knob("auto", choices=("auto", "min", "max"))
-    abort_factor: float = knob(3.0, ge=0, doc="stop as diverged when the epoch's training loss "
-                               "exceeds this times the initial loss (0: off)")
+    abort_factor: float = knob(
+        3.0,
+        ge=0,
+        doc="stop as diverged when the epoch's training loss "
+        "exceeds this times the initial loss (0: off)",
+    )
     cv_folds: int = knob(0, ge=0, doc="k-fold cross-validation over train+val (0: off)")
     diagnostics: bool = knob(True, doc="per-layer norms, ratios, activation stats and warnings")
     overfit_batches: int = knob(0, ge=0, doc="train on this many fixed batches only (0: off)")
-    checkpoint: int = knob(0, ge=0, doc="save the whole training state every N epochs for "
-                           "`runner resume RUN` (0: only when stopped by Ctrl-C/SIGTERM)")
+    checkpoint: int = knob(
+        0,
+        ge=0,
+        doc="save the whole training state every N epochs for "
+        "`runner resume RUN` (0: only when stopped by Ctrl-C/SIGTERM)",
+    )
     progress: bool = knob(True, doc="show the live progress display")
-    plot: Union[bool, str] = knob("auto", doc="draw curves.png (auto: for a single run, not for "
-                                  "sweep trials; `runner plot RUN` draws one later)")
+    plot: Union[bool, str] = knob(
+        "auto",
+        doc="draw curves.png (auto: for a single run, not for "
+        "sweep trials; `runner plot RUN` draws one later)",
+    )
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """conf/paths/: where runs write and where caches live. None (a Config built in Python, or a
+    run saved before the paths group existed): what conf/paths/default.yaml gives in this
+    environment (runner.runtime.folder)."""
+
+    outputs: Optional[str] = knob(
+        None, doc="the folder of run folders (hydra.run.dir, hydra.sweep.dir)"
+    )
+    cache: Optional[str] = knob(None, doc="generated datasets (MNIST-1D)")
+    jax_cache: Optional[str] = knob(None, doc="JAX's persistent compilation cache (off: none)")
+
+
+# paths.jax_cache values that turn JAX's compilation cache off (those RUNNER_JAX_CACHE had).
+JAX_CACHE_OFF = ("", "0", "off", "none")
 
 
 @dataclass(frozen=True)
@@ -185,12 +271,14 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
     seed: int = knob(0, ge=0)
     name: str = knob("run", doc="a label for this experiment")
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation: plain dict/DictConfig -> Config
+
 
 def _fmt(v) -> str:
     return repr(v) if isinstance(v, str) else str(v)
@@ -220,8 +308,9 @@ def _coerce(value, typ, meta, key):
         if isinstance(value, str):
             if value == "full":
                 return value
-            raise ConfigError(f"{key}={_fmt(value)}: expected an integer "
-                              f"{_describe(meta)} or 'full'")
+            raise ConfigError(
+                f"{key}={_fmt(value)}: expected an integer {_describe(meta)} or 'full'"
+            )
         return _coerce(value, int, meta, key)
     if typ is bool:
         if isinstance(value, bool):
@@ -233,13 +322,16 @@ def _coerce(value, typ, meta, key):
                 value = int(value)
             else:
                 rng = _describe(meta)
-                raise ConfigError(f"{key}={_fmt(value)}: expected an integer"
-                                  + (f" {rng}" if rng else ""))
+                raise ConfigError(
+                    f"{key}={_fmt(value)}: expected an integer" + (f" {rng}" if rng else "")
+                )
         return _check_range(value, meta, key, "an integer")
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             rng = _describe(meta)
-            raise ConfigError(f"{key}={_fmt(value)}: expected a number" + (f" {rng}" if rng else ""))
+            raise ConfigError(
+                f"{key}={_fmt(value)}: expected a number" + (f" {rng}" if rng else "")
+            )
         value = float(value)
         if not math.isfinite(value):
             raise ConfigError(f"{key}={value}: expected a finite number")
@@ -259,10 +351,12 @@ def _coerce(value, typ, meta, key):
 
 
 def _check_range(value, meta, key, what):
-    ok = ((meta.get("gt") is None or value > meta["gt"])
-          and (meta.get("ge") is None or value >= meta["ge"])
-          and (meta.get("lt") is None or value < meta["lt"])
-          and (meta.get("le") is None or value <= meta["le"]))
+    ok = (
+        (meta.get("gt") is None or value > meta["gt"])
+        and (meta.get("ge") is None or value >= meta["ge"])
+        and (meta.get("lt") is None or value < meta["lt"])
+        and (meta.get("le") is None or value <= meta["le"])
+    )
     if not ok:
         raise ConfigError(f"{key}={value}: out of range; expected {what} {_describe(meta)}")
     return value
@@ -275,8 +369,9 @@ def _build(cls, node, prefix):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(node) - set(fields))
     if unknown:
-        raise ConfigError(f"{prefix}.{unknown[0]}: no such setting; {prefix} has "
-                          + ", ".join(sorted(fields)))
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}: no such setting; {prefix} has " + ", ".join(sorted(fields))
+        )
     kwargs = {}
     for name, f in fields.items():
         if name not in node:
@@ -299,11 +394,14 @@ def validate(node) -> Config:
     """Check a composed config (DictConfig or dict) and return the typed Config."""
     try:
         from omegaconf import DictConfig, OmegaConf
+
         if isinstance(node, DictConfig):
             node = OmegaConf.to_container(node, resolve=True)
     except ImportError:  # pragma: no cover - omegaconf is a dependency
         pass
     node = {k: v for k, v in node.items() if k != "hydra"}
+    if isinstance(node.get("paths"), dict):
+        node = {**node, "paths": _paths_node(node["paths"])}
     cfg = _build(Config, node, "")
     _cross_checks(cfg)
     return cfg
@@ -312,8 +410,10 @@ def validate(node) -> Config:
 def _cross_checks(cfg: Config) -> None:
     d, m, r, s = cfg.data, cfg.model, cfg.regularization, cfg.schedule
     if d.val_fraction + d.test_fraction >= 1:
-        raise ConfigError(f"data.val_fraction + data.test_fraction = "
-                          f"{d.val_fraction + d.test_fraction:g}: must be < 1")
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction = "
+            f"{d.val_fraction + d.test_fraction:g}: must be < 1"
+        )
     if d.name in ("csv", "npz", "idx") and not d.path:
         raise ConfigError(f"data.path=null: data={d.name} needs a file or folder path")
     if d.name == "csv" and not d.target:
@@ -325,14 +425,17 @@ def _cross_checks(cfg: Config) -> None:
     if r.dropout_layers is not None:
         _list_of(r.dropout_layers, "regularization.dropout_layers", float, ge=0, lt=1)
         if len(r.dropout_layers) != len(m.hidden):
-            raise ConfigError(f"regularization.dropout_layers={r.dropout_layers}: needs one rate "
-                              f"per hidden layer ({len(m.hidden)})")
+            raise ConfigError(
+                f"regularization.dropout_layers={r.dropout_layers}: needs one rate "
+                f"per hidden layer ({len(m.hidden)})"
+            )
     if s.name == "piecewise":
         b = _list_of(s.boundaries, "schedule.boundaries", float, gt=0)
         _list_of(s.factors, "schedule.factors", float, gt=0)
         if len(b) != len(s.factors):
-            raise ConfigError(f"schedule.factors={s.factors}: needs one factor per boundary "
-                              f"({len(b)})")
+            raise ConfigError(
+                f"schedule.factors={s.factors}: needs one factor per boundary ({len(b)})"
+            )
         if any(b2 <= b1 for b1, b2 in zip(b, b[1:])):
             raise ConfigError(f"schedule.boundaries={s.boundaries}: must increase")
     if s.name == "cyclic":
@@ -342,6 +445,48 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"schedule.base_lr={lo:g}: must be below max_lr={hi:g}")
     if cfg.trainer.cv_folds == 1:
         raise ConfigError("trainer.cv_folds=1: use 0 (off) or k >= 2 folds")
+    _check_paths(cfg.paths)
     if cfg.activation.lower > cfg.activation.upper:
-        raise ConfigError(f"activation.lower={cfg.activation.lower:g}: must be <= "
-                          f"activation.upper={cfg.activation.upper:g}")
+        raise ConfigError(
+            f"activation.lower={cfg.activation.lower:g}: must be <= "
+            f"activation.upper={cfg.activation.upper:g}"
+        )
+
+
+def _check_paths(p: PathsConfig) -> None:
+    """Folders: not empty (outputs), not an existing file. Nothing is created here."""
+    import os
+
+    if p.outputs is not None and not p.outputs.strip():
+        raise ConfigError(
+            "paths.outputs='': expected a folder (relative to where runner starts, or absolute)"
+        )
+    for key in ("outputs", "cache", "jax_cache"):
+        value = getattr(p, key)
+        if not value or (key == "jax_cache" and value.lower() in JAX_CACHE_OFF):
+            continue
+        if os.path.isfile(os.path.expanduser(value)):
+            raise ConfigError(
+                f"paths.{key}={value!r}: is a file; expected a folder"
+                + (" (or off)" if key == "jax_cache" else "")
+            )
+
+
+def _paths_node(paths: dict) -> dict:
+    """paths.* as folder strings. A run's .hydra/config.yaml keeps conf/paths' ${oc.env:...}
+    unresolved, and a reader without OmegaConf (runner.rundir's YAML reader) passes it on as
+    text: it is resolved here, in this environment."""
+    out = dict(paths)
+    for key, value in paths.items():
+        if isinstance(value, (bool, list, tuple, dict)):  # str() would make a folder name of it
+            raise ConfigError(f"paths.{key}={_fmt(value)}: expected a folder path")
+        if isinstance(value, str) and "${" in value:
+            from omegaconf import OmegaConf
+
+            try:
+                out[key] = OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=True)["v"]
+            except Exception as e:  # noqa: BLE001 - any failure to resolve is the value's
+                raise ConfigError(
+                    f"paths.{key}={value!r}: cannot resolve it ({type(e).__name__})"
+                ) from None
+    return out

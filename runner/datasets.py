@@ -2,9 +2,11 @@
 split, not preprocessed). runner.data turns a Raw into a runner.core.spec.Dataset.
 
 Everything is offline. Nothing heavy is imported at module level: scikit-learn's bundled CSV files
-are read directly with numpy (importing sklearn.datasets alone costs about a second), and mnist1d
-is imported only when its arrays are not cached yet.
+are read directly with numpy (importing sklearn.datasets alone is slow: docs/performance.md), and
+mnist1d is imported only when its arrays are not cached yet, in the folder paths.cache names
+(cache_in()).
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,8 +18,8 @@ import math
 import os
 import struct
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -26,13 +28,13 @@ from runner.config import ConfigError, DataConfig
 
 @dataclass
 class Raw:
-    x: np.ndarray                      # (N, ...) per-example shape of `kind`
-    y: np.ndarray                      # (N,)
-    task: Optional[str]                # the dataset's own task; None: infer from y
-    kind: str                          # tabular | sequence | image
-    source: str                        # how messages name the data: "data=iris", "x.csv"
-    x_test: Optional[np.ndarray] = None  # the dataset's own test split (mnist1d, idx)
-    y_test: Optional[np.ndarray] = None
+    x: np.ndarray  # (N, ...) per-example shape of `kind`
+    y: np.ndarray  # (N,)
+    task: str | None  # the dataset's own task; None: infer from y
+    kind: str  # tabular | sequence | image
+    source: str  # how messages name the data: "data=iris", "x.csv"
+    x_test: np.ndarray | None = None  # the dataset's own test split (mnist1d, idx)
+    y_test: np.ndarray | None = None
 
 
 def _path_key(cfg: DataConfig) -> str:
@@ -44,8 +46,9 @@ def _existing(cfg: DataConfig, want_dir: bool = False) -> str:
     if not cfg.path or not os.path.exists(path):
         raise ConfigError(f"{_path_key(cfg)}: no such {'folder' if want_dir else 'file'}")
     if want_dir and not os.path.isdir(path):
-        raise ConfigError(f"{_path_key(cfg)}: not a folder; data=idx needs the folder holding "
-                          f"the IDX files")
+        raise ConfigError(
+            f"{_path_key(cfg)}: not a folder; data=idx needs the folder holding the IDX files"
+        )
     if not want_dir and os.path.isdir(path):
         raise ConfigError(f"{_path_key(cfg)}: is a folder; data={cfg.name} needs a file")
     return path
@@ -54,11 +57,14 @@ def _existing(cfg: DataConfig, want_dir: bool = False) -> str:
 # ---------------------------------------------------------------------------------------------
 # scikit-learn's bundled files
 
+
 def _sklearn_file(name: str) -> str:
     spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("data: scikit-learn is not installed; it ships the digits, iris, wine, "
-                          "breast_cancer and diabetes files")
+        raise ConfigError(
+            "data: scikit-learn is not installed; it ships the digits, iris, wine, "
+            "breast_cancer and diabetes files"
+        )
     return os.path.join(list(spec.submodule_search_locations)[0], "datasets", "data", name)
 
 
@@ -73,14 +79,22 @@ def load_sklearn(cfg: DataConfig) -> Raw:
     src = f"data={cfg.name}"
     if cfg.name == "digits":
         a = np.loadtxt(_sklearn_file("digits.csv.gz"), delimiter=",", dtype=np.float64)
-        return Raw(a[:, :-1].reshape(-1, 8, 8, 1), a[:, -1].astype(np.int64), "classification",
-                   "image", src)
+        return Raw(
+            a[:, :-1].reshape(-1, 8, 8, 1),
+            a[:, -1].astype(np.int64),
+            "classification",
+            "image",
+            src,
+        )
     if cfg.name == "diabetes":  # raw (unscaled) features, like load_diabetes(scaled=False)
         x = np.loadtxt(_sklearn_file("diabetes_data_raw.csv.gz"), dtype=np.float64)
         y = np.loadtxt(_sklearn_file("diabetes_target.csv.gz"), dtype=np.float64)
         return Raw(x, y, "regression", "tabular", src)
-    fname, task = {"iris": ("iris.csv", "classification"), "wine": ("wine_data.csv", "classification"),
-                   "breast_cancer": ("breast_cancer.csv", "binary")}[cfg.name]
+    fname, task = {
+        "iris": ("iris.csv", "classification"),
+        "wine": ("wine_data.csv", "classification"),
+        "breast_cancer": ("breast_cancer.csv", "binary"),
+    }[cfg.name]
     x, y = _sklearn_csv(fname)
     return Raw(x, y, task, "tabular", src)
 
@@ -90,19 +104,49 @@ def load_sklearn(cfg: DataConfig) -> Raw:
 
 # The package defaults (mnist1d.data.get_dataset_args()); they key the cache, so a hit needs no
 # import of mnist1d at all. cfg.n_samples is deliberately not used: 5000 is the benchmark's size.
-MNIST1D_ARGS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
-                "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25,
-                "iid_noise_scale": 2e-2, "shear_scale": 0.75, "shuffle_seq": False,
-                "final_seq_length": 40, "seed": 42}
+MNIST1D_ARGS = {
+    "num_samples": 5000,
+    "train_split": 0.8,
+    "template_len": 12,
+    "padding": [36, 60],
+    "scale_coeff": 0.4,
+    "max_translation": 48,
+    "corr_noise_scale": 0.25,
+    "iid_noise_scale": 2e-2,
+    "shear_scale": 0.75,
+    "shuffle_seq": False,
+    "final_seq_length": 40,
+    "seed": 42,
+}
+
+
+_CACHE_PATHS: list = []  # the paths of the config being loaded (cache_in), innermost last
+
+
+@contextmanager
+def cache_in(paths):
+    """Loads inside use `paths.cache` (a run's cfg.paths) for generated datasets:
+    `with cache_in(cfg.paths): ds = load_dataset(cfg.data)`."""
+    _CACHE_PATHS.append(paths)
+    try:
+        yield
+    finally:
+        _CACHE_PATHS.pop()
 
 
 def cache_dir() -> str:
-    return os.path.expanduser(os.environ.get("RUNNER_CACHE_DIR") or "~/.cache/runner")
+    """The dataset cache folder: paths.cache of the config being loaded; outside cache_in() (a
+    DataConfig loaded on its own, with no run config) what conf/paths/default.yaml gives in this
+    environment (RUNNER_CACHE_DIR, else ~/.cache/runner)."""
+    from runner.runtime import folder
+
+    return folder(_CACHE_PATHS[-1] if _CACHE_PATHS else None, "cache")
 
 
 def mnist1d_cache_path() -> str:
     try:
         from importlib.metadata import version
+
         ver = version("mnist1d")
     except Exception:  # noqa: BLE001 - not installed: generation below says so
         ver = "?"
@@ -112,11 +156,13 @@ def mnist1d_cache_path() -> str:
 
 def _generate_mnist1d() -> dict:
     import random
+
     try:
         import mnist1d.data as m1d
     except ImportError:
-        raise ConfigError("data=mnist1d: the mnist1d package is not installed "
-                          "(pip install mnist1d)") from None
+        raise ConfigError(
+            "data=mnist1d: the mnist1d package is not installed (pip install mnist1d)"
+        ) from None
     args = m1d.get_dataset_args()
     for k, v in MNIST1D_ARGS.items():
         setattr(args, k, v)
@@ -153,13 +199,21 @@ def load_mnist1d(cfg: DataConfig) -> Raw:
                     os.remove(tmp)
         except OSError:
             pass  # an unwritable cache only costs the regeneration next time
-    return Raw(arrays["x"][..., None], arrays["y"], "classification", "sequence", "data=mnist1d",
-               arrays["x_test"][..., None], arrays["y_test"])
+    return Raw(
+        arrays["x"][..., None],
+        arrays["y"],
+        "classification",
+        "sequence",
+        "data=mnist1d",
+        arrays["x_test"][..., None],
+        arrays["y_test"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Generated 2-D toy sets and the synthetic prices set. moons/circles follow sklearn's
 # make_moons/make_circles formulas, written out here so that loading them does not import sklearn.
+
 
 def _gen_rng(cfg: DataConfig) -> np.random.Generator:
     return np.random.default_rng([cfg.split_seed, 7])
@@ -207,8 +261,15 @@ def load_prices(cfg: DataConfig) -> Raw:
     age = rng.uniform(0, 80, n)
     dist = rng.exponential(8.0, n)
     quality = rng.integers(1, 6, n).astype(np.float64)
-    log_price = (math.log(100000.0) + 0.9 * np.log(area / 100) + 0.05 * (rooms - 3)
-                 - 0.004 * age - 0.03 * dist + 0.1 * (quality - 3) + rng.normal(0, cfg.noise, n))
+    log_price = (
+        math.log(100000.0)
+        + 0.9 * np.log(area / 100)
+        + 0.05 * (rooms - 3)
+        - 0.004 * age
+        - 0.03 * dist
+        + 0.1 * (quality - 3)
+        + rng.normal(0, cfg.noise, n)
+    )
     x = np.c_[area, rooms, age, dist, quality]
     return Raw(x, np.exp(log_price), "log_regression", "tabular", "data=prices")
 
@@ -234,16 +295,20 @@ def load_csv(cfg: DataConfig) -> Raw:
         hint = ""
         if all(_is_number(h) for h in header):
             hint = " (the first row must be a header naming the columns)"
-        raise ConfigError(f"data.target={cfg.target!r}: no such column in {base}; columns: "
-                          f"{', '.join(header)}{hint}")
+        raise ConfigError(
+            f"data.target={cfg.target!r}: no such column in {base}; columns: "
+            f"{', '.join(header)}{hint}"
+        )
     columns: dict[str, list[str]] = {}
     for i, h in enumerate(header, start=1):
         columns.setdefault(h, []).append(str(i))
     dups = {h: at for h, at in columns.items() if len(at) > 1}
     if dups:  # data.target would silently pick the first of two equally named columns
         where = ", ".join(f"{h!r} (columns {', '.join(at)})" for h, at in dups.items())
-        raise ConfigError(f"{key}: duplicated column names in the header: {where}; every "
-                          f"column needs its own name")
+        raise ConfigError(
+            f"{key}: duplicated column names in the header: {where}; every "
+            f"column needs its own name"
+        )
     if len(header) < 2:
         raise ConfigError(f"{key}: only the target column {cfg.target!r}; no feature columns")
     body = lines[1:]
@@ -251,8 +316,9 @@ def load_csv(cfg: DataConfig) -> Raw:
         raise ConfigError(f"{key}: no data rows after the header")
     for lineno, row in body:
         if len(row) != len(header):
-            raise ConfigError(f"{key}: row {lineno} has {len(row)} fields; the header has "
-                              f"{len(header)}")
+            raise ConfigError(
+                f"{key}: row {lineno} has {len(row)} fields; the header has {len(header)}"
+            )
     try:
         a = np.array([row for _, row in body], dtype=np.float64)
     except ValueError:
@@ -263,11 +329,13 @@ def load_csv(cfg: DataConfig) -> Raw:
                 if cell.strip().lower() in _MISSING:
                     raise ConfigError(f"{key}: row {lineno}, column {name!r}: missing value")
                 if not _is_number(cell):
-                    raise ConfigError(f"{key}: row {lineno}, column {name!r}: {cell!r} is not "
-                                      f"a number")
+                    raise ConfigError(
+                        f"{key}: row {lineno}, column {name!r}: {cell!r} is not a number"
+                    )
                 if not math.isfinite(float(cell)):
-                    raise ConfigError(f"{key}: row {lineno}, column {name!r}: {cell!r} is not "
-                                      f"a finite number")
+                    raise ConfigError(
+                        f"{key}: row {lineno}, column {name!r}: {cell!r} is not a finite number"
+                    )
     t = header.index(cfg.target)
     return Raw(np.delete(a, t, axis=1), a[:, t], None, "tabular", base)
 
@@ -285,11 +353,14 @@ def load_npz(cfg: DataConfig) -> Raw:
     try:
         f = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input
-        raise ConfigError(f"{key}: not a readable .npz archive ({type(e).__name__}: "
-                          f"{e})".replace("\n", " ")) from None
+        raise ConfigError(
+            f"{key}: not a readable .npz archive ({type(e).__name__}: {e})".replace("\n", " ")
+        ) from None
     if not isinstance(f, np.lib.npyio.NpzFile):
-        raise ConfigError(f"{key}: a single .npy array; expected an .npz archive with arrays "
-                          f"x and y (np.savez(path, x=..., y=...))")
+        raise ConfigError(
+            f"{key}: a single .npy array; expected an .npz archive with arrays "
+            f"x and y (np.savez(path, x=..., y=...))"
+        )
     with f:
         names = list(f.files)
         arrays = {}
@@ -297,32 +368,41 @@ def load_npz(cfg: DataConfig) -> Raw:
             if name not in names:
                 if name == "kind":
                     continue
-                raise ConfigError(f"{key}: no array {name!r}; arrays present: "
-                                  f"{', '.join(names) or 'none'}; expected x and y")
+                raise ConfigError(
+                    f"{key}: no array {name!r}; arrays present: "
+                    f"{', '.join(names) or 'none'}; expected x and y"
+                )
             try:
                 arrays[name] = f[name]
             except ValueError:
-                raise ConfigError(f"{key}: array {name!r} is a pickled object array; save plain "
-                                  f"numeric arrays") from None
+                raise ConfigError(
+                    f"{key}: array {name!r} is a pickled object array; save plain numeric arrays"
+                ) from None
     x, y = arrays["x"], arrays["y"]
     for name, a in (("x", x), ("y", y)):
         if a.dtype.kind not in "biuf":
             raise ConfigError(f"{key}: array {name!r} has dtype {a.dtype}; expected numbers")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
-            raise ConfigError(f"{key}: array {name!r} has {int((~np.isfinite(a)).sum())} "
-                              f"missing or non-finite values")
+            raise ConfigError(
+                f"{key}: array {name!r} has {int((~np.isfinite(a)).sum())} "
+                f"missing or non-finite values"
+            )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     if y.ndim != 1:
         raise ConfigError(f"{key}: y has shape {y.shape}; expected (N,) targets")
     if x.ndim < 2 or x.ndim > 4:
-        raise ConfigError(f"{key}: x has shape {x.shape}; expected (N, F), (N, L, C), (N, H, W) "
-                          f"or (N, H, W, C)")
+        raise ConfigError(
+            f"{key}: x has shape {x.shape}; expected (N, F), (N, L, C), (N, H, W) or (N, H, W, C)"
+        )
     if len(x) != len(y):
         raise ConfigError(f"{key}: x has {len(x)} rows but y has {len(y)}")
     if x.size == 0:
-        raise ConfigError(f"{key}: x has shape {x.shape}: no " + ("examples" if len(x) == 0 else
-                          "features") + "; expected at least one example of at least one value")
+        raise ConfigError(
+            f"{key}: x has shape {x.shape}: no "
+            + ("examples" if len(x) == 0 else "features")
+            + "; expected at least one example of at least one value"
+        )
     # (N, F) is tabular, (N, H, W, C) an image; (N, A, B) is a sequence (N, L, C) when B <= 4 < A
     # (a few channels), else an image (N, H, W). An optional string array kind='tabular' |
     # 'sequence' | 'image' overrides the guess (e.g. kind='sequence' for (N, L) one-channel data).
@@ -331,8 +411,10 @@ def load_npz(cfg: DataConfig) -> Raw:
         kind = str(k.reshape(-1)[0]) if k.size == 1 and k.dtype.kind in "US" else repr(k)
         allowed = {"tabular": (2,), "sequence": (2, 3), "image": (3, 4)}
         if kind not in allowed or x.ndim not in allowed[kind]:
-            raise ConfigError(f"{key}: kind={kind!r} with x of shape {x.shape}; allowed: tabular "
-                              f"(N, F), sequence (N, L[, C]), image (N, H, W[, C])")
+            raise ConfigError(
+                f"{key}: kind={kind!r} with x of shape {x.shape}; allowed: tabular "
+                f"(N, F), sequence (N, L[, C]), image (N, H, W[, C])"
+            )
     elif x.ndim == 2:
         kind = "tabular"
     elif x.ndim == 3:
@@ -344,8 +426,12 @@ def load_npz(cfg: DataConfig) -> Raw:
     return Raw(x.astype(np.float64), y.astype(np.float64), None, kind, os.path.basename(path))
 
 
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+IDX_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -360,16 +446,18 @@ def read_idx(path: str, key: str) -> np.ndarray:
     except (OSError, EOFError) as e:
         raise ConfigError(f"{key}: cannot read {name} ({e})".replace("\n", " ")) from None
     if len(buf) < 4 or buf[0] != 0 or buf[1] != 0 or buf[2] not in _IDX_TYPES:
-        raise ConfigError(f"{key}: {name} is not an IDX file (bad magic number "
-                          f"{buf[:4].hex() or 'none'})")
+        raise ConfigError(
+            f"{key}: {name} is not an IDX file (bad magic number {buf[:4].hex() or 'none'})"
+        )
     dtype, ndim = np.dtype(_IDX_TYPES[buf[2]]), buf[3]
     if len(buf) < 4 + 4 * ndim:
         raise ConfigError(f"{key}: {name} is truncated (header)")
-    dims = struct.unpack(f">{ndim}I", buf[4:4 + 4 * ndim])
+    dims = struct.unpack(f">{ndim}I", buf[4 : 4 + 4 * ndim])
     size = math.prod(dims) * dtype.itemsize
     if len(buf) - 4 - 4 * ndim != size:
-        raise ConfigError(f"{key}: {name} has {len(buf) - 4 - 4 * ndim} data bytes; its header "
-                          f"{dims} says {size}")
+        raise ConfigError(
+            f"{key}: {name} has {len(buf) - 4 - 4 * ndim} data bytes; its header {dims} says {size}"
+        )
     return np.frombuffer(buf, dtype, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -377,24 +465,33 @@ def load_idx(cfg: DataConfig) -> Raw:
     folder, key = _existing(cfg, want_dir=True), _path_key(cfg)
     found = []
     for base in IDX_FILES:
-        hits = [p for p in (os.path.join(folder, base), os.path.join(folder, base + ".gz"))
-                if os.path.isfile(p)]
+        hits = [
+            p
+            for p in (os.path.join(folder, base), os.path.join(folder, base + ".gz"))
+            if os.path.isfile(p)
+        ]
         if not hits:
-            raise ConfigError(f"{key}: no {base}[.gz] in this folder; data=idx needs "
-                              f"{', '.join(IDX_FILES)} (each optionally .gz)")
+            raise ConfigError(
+                f"{key}: no {base}[.gz] in this folder; data=idx needs "
+                f"{', '.join(IDX_FILES)} (each optionally .gz)"
+            )
         found.append(hits[0])
     xtr, ytr, xte, yte = (read_idx(p, key) for p in found)
     for (xs, ys), part in (((xtr, ytr), "train"), ((xte, yte), "t10k")):
         if xs.ndim != 3 or ys.ndim != 1:
-            raise ConfigError(f"{key}: {part} images have shape {xs.shape} and labels "
-                              f"{ys.shape}; expected (N, H, W) and (N,)")
+            raise ConfigError(
+                f"{key}: {part} images have shape {xs.shape} and labels "
+                f"{ys.shape}; expected (N, H, W) and (N,)"
+            )
         if len(xs) != len(ys):
             raise ConfigError(f"{key}: {part} has {len(xs)} images but {len(ys)} labels")
     if xtr.shape[1:] != xte.shape[1:]:
         raise ConfigError(f"{key}: train images are {xtr.shape[1:]} but t10k are {xte.shape[1:]}")
     if 0 in xtr.shape[1:]:
-        raise ConfigError(f"{key}: the images are {xtr.shape[1]}x{xtr.shape[2]} pixels; expected "
-                          f"images of at least 1x1")
+        raise ConfigError(
+            f"{key}: the images are {xtr.shape[1]}x{xtr.shape[2]} pixels; expected "
+            f"images of at least 1x1"
+        )
     # Classes unless data.task asks for regression: then real-valued labels are targets.
     classify = cfg.task not in ("regression", "log_regression")
     if classify:
@@ -407,8 +504,15 @@ def load_idx(cfg: DataConfig) -> Raw:
     def labels(a):
         return a.astype(np.int64 if classify or a.dtype.kind != "f" else np.float64)
 
-    return Raw(scale(xtr), labels(ytr), "classification", "image",
-               os.path.basename(os.path.normpath(folder)), scale(xte), labels(yte))
+    return Raw(
+        scale(xtr),
+        labels(ytr),
+        "classification",
+        "image",
+        os.path.basename(os.path.normpath(folder)),
+        scale(xte),
+        labels(yte),
+    )
 
 
 def _check_labels(y: np.ndarray, where: str) -> None:
@@ -418,12 +522,25 @@ def _check_labels(y: np.ndarray, where: str) -> None:
         return
     bad = ~np.isfinite(y) | (y != np.round(y))
     if bad.any():
-        raise ConfigError(f"{where} holds {int(bad.sum())} labels that are not integers (e.g. "
-                          f"{y[bad][0]:g}); class labels must be integers (data.task=regression "
-                          f"takes real-valued targets)")
+        raise ConfigError(
+            f"{where} holds {int(bad.sum())} labels that are not integers (e.g. "
+            f"{y[bad][0]:g}); class labels must be integers (data.task=regression "
+            f"takes real-valued targets)"
+        )
 
 
-LOADERS = {"digits": load_sklearn, "iris": load_sklearn, "wine": load_sklearn,
-           "breast_cancer": load_sklearn, "diabetes": load_sklearn, "mnist1d": load_mnist1d,
-           "moons": load_toy, "circles": load_toy, "spirals": load_toy, "prices": load_prices,
-           "csv": load_csv, "npz": load_npz, "idx": load_idx}
+LOADERS = {
+    "digits": load_sklearn,
+    "iris": load_sklearn,
+    "wine": load_sklearn,
+    "breast_cancer": load_sklearn,
+    "diabetes": load_sklearn,
+    "mnist1d": load_mnist1d,
+    "moons": load_toy,
+    "circles": load_toy,
+    "spirals": load_toy,
+    "prices": load_prices,
+    "csv": load_csv,
+    "npz": load_npz,
+    "idx": load_idx,
+}

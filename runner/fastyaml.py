@@ -1,12 +1,15 @@
 """Fast reading of the config.yaml files Hydra writes in each run (.hydra/config.yaml): a
-tabulated sweep reads one per run, and PyYAML, even its C loader, spends ~0.4 ms on each."""
+tabulated sweep reads one per run, and PyYAML, even its C loader, is several times slower per
+file than parse_config below (docs/performance.md)."""
+
 from __future__ import annotations
 
 import re
 
 
 def load_yaml(text: str):
-    import yaml  # PyYAML (comes with omegaconf); even its C loader takes ~0.4 ms a config
+    import yaml  # PyYAML (comes with omegaconf): slower per config (docs/performance.md)
+
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
@@ -14,9 +17,10 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*\Z")
 _INT = re.compile(r"[-+]?(?:0|[1-9][0-9]*)\Z")
 _FLOAT = re.compile(r"[-+]?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?\Z")
 _WORDS = {"null": None, "Null": None, "NULL": None, "~": None, "": None}
-_WORDS.update({w: True for w in ("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON")})
-_WORDS.update({w: False for w in ("false", "False", "FALSE", "no", "No", "NO", "off", "Off",
-                                  "OFF")})
+_WORDS.update(dict.fromkeys(("true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"), True))
+_WORDS.update(
+    dict.fromkeys(("false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"), False)
+)
 _FALLBACK = object()
 
 
@@ -34,15 +38,15 @@ def _scalar(s: str):
         if len(s) > 1 and s.endswith("'") and "'" not in inner.replace("''", ""):
             return inner.replace("''", "'")
         return _FALLBACK
-    if c in "0123456789+-.[]{}&*!|>%@`\"#<=?:," or ": " in s or " #" in s or s.endswith(":"):
+    if c in '0123456789+-.[]{}&*!|>%@`"#<=?:,' or ": " in s or " #" in s or s.endswith(":"):
         return _FALLBACK
     return s
 
 
 def parse_config(text: str):
-    """The config.yaml Hydra writes (block mappings of plain scalars), parsed ~10x faster than
-    PyYAML; anything else (lists, quotes, flow style, comments...) goes to yaml.safe_load, so
-    the result is always what safe_load gives."""
+    """The config.yaml Hydra writes (block mappings of plain scalars), parsed faster than
+    PyYAML's loaders (docs/performance.md); anything else (lists, quotes, flow style,
+    comments...) goes to yaml.safe_load, so the result is always what safe_load gives."""
     root: dict = {}
     # open mappings: [indent of the "key:" line, indent of its children (None: none yet),
     # the mapping, its parent, its key]
@@ -55,10 +59,10 @@ def parse_config(text: str):
         if body[0] in "#-\t" or body.startswith("---"):
             return load_yaml(text)
         top = stack[-1]
-        if top[1] is None:                # the line after "key:"
+        if top[1] is None:  # the line after "key:"
             if indent > top[0]:
                 top[1] = indent
-            else:                         # nothing under "key:": null
+            else:  # nothing under "key:": null
                 stack.pop()
                 top[3][top[4]] = None
         while indent < stack[-1][1]:

@@ -5,6 +5,7 @@ The count is pure Python, from the model config and the data's shape (runner.cor
 nothing here imports JAX. tests/test_bad_input.py checks it against jax.eval_shape of the real
 training state (runner.vectorized.state_bytes).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,14 +16,24 @@ import pkgutil
 import sys
 
 from runner.config import Config, ConfigError, ModelConfig
-from runner.core.spec import Dataset, ModelSpec, make_spec
+from runner.core.spec import ModelSpec, make_spec
+from runner.data import Dataset
 
 FLOAT_BYTES = 4  # parameters, optimizer state and batch-norm statistics are float32
 
 # Optimizer state per parameter, in parameter-sized buffers (optax's states as runner.core.optim
 # builds them; rmsprop always carries its momentum buffer, centered adds the mean).
-OPT_BUFFERS = {"sgd": 0, "momentum": 1, "nesterov": 1, "adagrad": 1, "adadelta": 2,
-               "rmsprop": 2, "adam": 2, "nadam": 2, "adamw": 2}
+OPT_BUFFERS = {
+    "sgd": 0,
+    "momentum": 1,
+    "nesterov": 1,
+    "adagrad": 1,
+    "adadelta": 2,
+    "rmsprop": 2,
+    "adam": 2,
+    "nadam": 2,
+    "adamw": 2,
+}
 
 
 def model_counts(m: ModelSpec, input_shape: tuple) -> tuple[int, int]:
@@ -37,8 +48,8 @@ def model_counts(m: ModelSpec, input_shape: tuple) -> tuple[int, int]:
         params += fan_in * features + features
         if m.batchnorm:
             dim = features if m.bn_position == "before" else width
-            params += 2 * dim   # scale, bias
-            stats += 2 * dim    # running mean, variance
+            params += 2 * dim  # scale, bias
+            stats += 2 * dim  # running mean, variance
         if m.activation == "prelu":
             params += features if m.prelu_per_unit else 1
 
@@ -49,7 +60,7 @@ def model_counts(m: ModelSpec, input_shape: tuple) -> tuple[int, int]:
         else:
             spatial, channels = shape[:2], shape[2] if len(shape) > 2 else 1
         for width in m.hidden:
-            layer(m.kernel_size ** m.conv_dim * channels, width)
+            layer(m.kernel_size**m.conv_dim * channels, width)
             channels = width
             if m.pool > 1 and min(spatial) >= m.pool:
                 spatial = [s // m.pool for s in spatial]
@@ -105,11 +116,15 @@ def host_available() -> int | None:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (AttributeError, ValueError, OSError):
             return None
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for limit, usage in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
         cap, used = _read_int(limit), _read_int(usage)
-        if cap is not None and used is not None and cap < 2 ** 60:
+        if cap is not None and used is not None and cap < 2**60:
             avail = min(avail, max(cap - used, 0))
     return avail
 
@@ -123,8 +138,11 @@ def _accelerator_plugin() -> bool:
         return False
     try:
         spec = importlib.util.find_spec("jax_plugins")
-        if spec and spec.submodule_search_locations and any(
-                pkgutil.iter_modules(list(spec.submodule_search_locations))):
+        if (
+            spec
+            and spec.submodule_search_locations
+            and any(pkgutil.iter_modules(list(spec.submodule_search_locations)))
+        ):
             return True
         return importlib.util.find_spec("libtpu") is not None
     except (ImportError, ValueError):
@@ -137,6 +155,7 @@ def budget() -> tuple[int, str] | None:
     default device's memory if it is an accelerator, else host memory."""
     if "jax" in sys.modules:
         import jax
+
         try:
             dev = jax.local_devices()[0]
             if dev.platform != "cpu":
@@ -144,8 +163,10 @@ def budget() -> tuple[int, str] | None:
                 limit = stats.get("bytes_limit")
                 if not limit:
                     return None
-                return (max(limit - stats.get("bytes_in_use", 0), 0),
-                        f"the {dev.platform.upper()} ({dev.device_kind}) has")
+                return (
+                    max(limit - stats.get("bytes_in_use", 0), 0),
+                    f"the {dev.platform.upper()} ({dev.device_kind}) has",
+                )
         except Exception:  # noqa: BLE001 - no device information: no check
             return None
     elif _accelerator_plugin():
@@ -164,14 +185,29 @@ def _culprit(cfg: Config, spec: ModelSpec, input_shape: tuple) -> tuple[str, obj
     default = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
     options = []
     if m.width > default["width"]:
-        options.append(("model.width", m.width,
-                        dataclasses.replace(spec, hidden=(default["width"],) * m.depth)))
+        options.append(
+            (
+                "model.width",
+                m.width,
+                dataclasses.replace(spec, hidden=(default["width"],) * m.depth),
+            )
+        )
     if m.depth > default["depth"]:
-        options.append(("model.depth", m.depth,
-                        dataclasses.replace(spec, hidden=(m.width,) * default["depth"])))
+        options.append(
+            (
+                "model.depth",
+                m.depth,
+                dataclasses.replace(spec, hidden=(m.width,) * default["depth"]),
+            )
+        )
     if spec.arch == "cnn" and m.kernel_size > default["kernel_size"]:
-        options.append(("model.kernel_size", m.kernel_size,
-                        dataclasses.replace(spec, kernel_size=default["kernel_size"])))
+        options.append(
+            (
+                "model.kernel_size",
+                m.kernel_size,
+                dataclasses.replace(spec, kernel_size=default["kernel_size"]),
+            )
+        )
     if not options:
         return "model.width", m.width
     key, value, _ = min(options, key=lambda o: model_counts(o[2], input_shape)[0])
@@ -196,7 +232,9 @@ def check_memory(cfg: Config, ds: Dataset) -> None:
         return
     key, value = _culprit(cfg, m, spec.input_shape)
     per_param = FLOAT_BYTES * (2 + OPT_BUFFERS[o.name] + (o.name == "rmsprop" and o.centered))
-    raise ConfigError(f"{key}={value}: the model would have {params:.2g} parameters "
-                      f"(~{_size(state)} of training state with optimizer={o.name}); {where} "
-                      f"{_size(avail)} of memory free, room for ~{avail / per_param:.2g} "
-                      f"parameters")
+    raise ConfigError(
+        f"{key}={value}: the model would have {params:.2g} parameters "
+        f"(~{_size(state)} of training state with optimizer={o.name}); {where} "
+        f"{_size(avail)} of memory free, room for ~{avail / per_param:.2g} "
+        f"parameters"
+    )

@@ -1,5 +1,6 @@
 """The live display of a run (rich): one progress line per epoch with losses, metrics, learning
 rate and ETA, then a summary table and the run directory."""
+
 from __future__ import annotations
 
 import math
@@ -31,30 +32,46 @@ def share(progress: Progress | None) -> None:
 
 
 def columns():
-    return (TextColumn("[bold]{task.description}"), BarColumn(bar_width=12),
-            TextColumn("{task.fields[unit]}"), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TextColumn("eta"),
-            TimeRemainingColumn(compact=True))
+    return (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=12),
+        TextColumn("{task.fields[unit]}"),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TextColumn("eta"),
+        TimeRemainingColumn(compact=True),
+    )
 
 
 class Display:
-    def __init__(self, epochs: int, *, enabled: bool = True, console: Console | None = None,
-                 title: str = "train"):
+    def __init__(
+        self,
+        epochs: int,
+        *,
+        enabled: bool = True,
+        console: Console | None = None,
+        title: str = "train",
+    ):
         self.console = console or Console(stderr=True)
         self.enabled = enabled
         self.epochs = epochs
         self.owned = _shared is None
-        self.progress = _shared or Progress(*columns(), console=self.console,
-                                            disable=not enabled, transient=False)
+        self.progress = _shared or Progress(
+            *columns(), console=self.console, disable=not enabled, transient=False
+        )
         self.task = None
         self.title = title
 
     def __enter__(self):
         if self.owned:
             self.progress.start()
-        self.task = self.progress.add_task(self.title, total=self.epochs, unit="epoch",
-                                           stats="(train|val) compiling...",
-                                           visible=self.enabled)
+        self.task = self.progress.add_task(
+            self.title,
+            total=self.epochs,
+            unit="epoch",
+            stats="(train|val) compiling...",
+            visible=self.enabled,
+        )
         return self
 
     def __exit__(self, *exc):
@@ -64,8 +81,9 @@ class Display:
             self.progress.remove_task(self.task)
 
     def start(self, spec, n_params: int, compile_time: float) -> None:
-        self.progress.update(self.task, stats=f"{n_params:,} params, compiled in "
-                                              f"{compile_time:.2f}s")
+        self.progress.update(
+            self.task, stats=f"{n_params:,} params, compiled in {compile_time:.2f}s"
+        )
 
     def warn(self, msg: str) -> None:
         # Printed above the live line; always shown, even with the progress display off.
@@ -82,9 +100,11 @@ def epoch_stats(row: dict) -> str:
     """An epoch's numbers in one short line (rich markup): each pair is train|validation."""
     # Kept short to fit 100 columns.
     m = "acc" if "val_acc" in row else "rmse"
-    return (f"loss {_f(row['train_loss'], 3)}[dim]|[/]{_f(row['val_loss'], 3)} "
-            f"{m} {_f(row[f'train_{m}'], 3)}[dim]|[/]{_f(row[f'val_{m}'], 3)} "
-            f"lr {_f(row['lr'], 3)}")
+    return (
+        f"loss {_f(row['train_loss'], 3)}[dim]|[/]{_f(row['val_loss'], 3)} "
+        f"{m} {_f(row[f'train_{m}'], 3)}[dim]|[/]{_f(row[f'val_{m}'], 3)} "
+        f"lr {_f(row['lr'], 3)}"
+    )
 
 
 def summary_table(metrics: dict) -> Table:
@@ -95,24 +115,35 @@ def summary_table(metrics: dict) -> Table:
     table.add_column("split")
     table.add_column("loss", justify="right")
     table.add_column(m, justify="right")
-    table.add_row("train (final epoch)", _f(metrics["final_train_loss"]),
-                  _f(metrics[f"final_train_{m}"]))
+    table.add_row(
+        "train (final epoch)", _f(metrics["final_train_loss"]), _f(metrics[f"final_train_{m}"])
+    )
     table.add_row("val (final epoch)", _f(metrics["final_val_loss"]), _f(metrics[f"final_val_{m}"]))
-    table.add_row(f"val (best, epoch {_f(metrics['best_epoch'])})", _f(metrics["best_val_loss"]),
-                  _f(metrics[f"best_val_{m}"]))
-    table.add_row(f"test ({metrics['eval_weights'] or '-'} weights)", _f(metrics["test_loss"]),
-                  _f(metrics[f"test_{m}"]))
+    table.add_row(
+        f"val (best, epoch {_f(metrics['best_epoch'])})",
+        _f(metrics["best_val_loss"]),
+        _f(metrics[f"best_val_{m}"]),
+    )
+    table.add_row(
+        f"test ({metrics['eval_weights'] or '-'} weights)",
+        _f(metrics["test_loss"]),
+        _f(metrics[f"test_{m}"]),
+    )
     return table
 
 
 def summary_line(metrics: dict) -> str:
     cv = ""
     if metrics.get("cv_folds"):
-        cv = (f"{metrics['cv_folds']}-fold cross-validation: best {metrics['monitor']} "
-              f"{_f(metrics['cv_mean'])} +- {_f(metrics['cv_std'])} (mean +- std over folds; "
-              f"the table shows fold means)\n")
-    return cv + (f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
-            f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
-            f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
-            f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
-            f"train {metrics['train_time']:.2f}s)")
+        cv = (
+            f"{metrics['cv_folds']}-fold cross-validation: best {metrics['monitor']} "
+            f"{_f(metrics['cv_mean'])} +- {_f(metrics['cv_std'])} (mean +- std over folds; "
+            f"the table shows fold means)\n"
+        )
+    return cv + (
+        f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
+        f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
+        f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
+        f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
+        f"train {metrics['train_time']:.2f}s)"
+    )

@@ -36,8 +36,10 @@ Metric names: ALIASES (short names), canonical(name), higher_is_better(name) and
 Imports only the standard library at import time (`runner compare` must stay fast and free of
 jax, numpy, hydra and omegaconf); numpy and runner.checkpoint only inside load_best.
 """
+
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -61,8 +63,17 @@ DIAGNOSTICS_PNG = "diagnostics.png"
 BEST_PARAMS = "best_params.npz"
 CHECKPOINT = "checkpoint.npz"
 
-CURVE_FIELDS = ("epoch", "step", "lr", "train_loss", "train_{m}", "val_loss", "val_{m}",
-                "grad_norm", "time")
+CURVE_FIELDS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_{m}",
+    "val_loss",
+    "val_{m}",
+    "grad_norm",
+    "time",
+)
 
 # ---------------------------------------------------------------------------------------------
 # status lifecycle
@@ -81,22 +92,46 @@ INCOMPLETE = "incomplete"
 # written. Adding a status (e.g. "pruned": final, written, "stopped early by the sweeper") is
 # one line here.
 LIFECYCLE = {
-    RUNNING: (False, True, "training: metrics.json has pid, host, heartbeat (the time of the "
-                           "last finished epoch or of the start), started and epochs_run; "
-                           "curves.csv has the epochs so far"),
+    RUNNING: (
+        False,
+        True,
+        "training: metrics.json has pid, host, heartbeat (the time of the "
+        "last finished epoch or of the start), started and epochs_run; "
+        "curves.csv has the epochs so far",
+    ),
     COMPLETED: (True, True, "trained all its epochs (or stopped early): all files written"),
-    DIVERGED: (True, True, "stopped at a NaN/inf loss or one over trainer.abort_factor x the "
-                           "initial loss (diverged_reason says which); curves up to there"),
+    DIVERGED: (
+        True,
+        True,
+        "stopped at a NaN/inf loss or one over trainer.abort_factor x the "
+        "initial loss (diverged_reason says which); curves up to there",
+    ),
     FAILED: (True, True, "an error stopped it (metrics.json's error says which)"),
-    INTERRUPTED: (True, True, "stopped by Ctrl-C or SIGTERM: full final metrics, interrupted_by "
-                              "SIGINT or SIGTERM, and maybe checkpoint (the file to resume from)"),
-    STALE: (False, False, "metrics.json says running, but its process is gone (same host, no "
-                          "such pid) or its heartbeat (older runs: its files) is older than "
-                          "STALE_AFTER_S: killed without a chance to write a final status"),
-    UNREADABLE: (False, False, "a file of the run is damaged (not UTF-8, not valid JSON or YAML, "
-                               "cannot be read); the reason names it"),
-    INCOMPLETE: (False, False, "no metrics.json yet (not started, refused, killed before its "
-                               "first epoch) or one with an unknown status"),
+    INTERRUPTED: (
+        True,
+        True,
+        "stopped by Ctrl-C or SIGTERM: full final metrics, interrupted_by "
+        "SIGINT or SIGTERM, and maybe checkpoint (the file to resume from)",
+    ),
+    STALE: (
+        False,
+        False,
+        "metrics.json says running, but its process is gone (same host, no "
+        "such pid) or its heartbeat (older runs: its files) is older than "
+        "STALE_AFTER_S: killed without a chance to write a final status",
+    ),
+    UNREADABLE: (
+        False,
+        False,
+        "a file of the run is damaged (not UTF-8, not valid JSON or YAML, "
+        "cannot be read); the reason names it",
+    ),
+    INCOMPLETE: (
+        False,
+        False,
+        "no metrics.json yet (not started, refused, killed before its "
+        "first epoch) or one with an unknown status",
+    ),
 }
 FINAL = tuple(s for s, (final, _, _) in LIFECYCLE.items() if final)
 WRITTEN = tuple(s for s, (_, written, _) in LIFECYCLE.items() if written)
@@ -114,10 +149,17 @@ LIVE_KEYS = ("pid", "host", "heartbeat", "started")
 # Short names for metrics.json keys (compare's --sort/--where/--group-by/--keep, best's and
 # ensemble's --metric accept both).
 ALIASES = {
-    "val_acc": "best_val_acc", "val_rmse": "best_val_rmse", "val_loss": "best_val_loss",
-    "acc": "best_val_acc", "rmse": "best_val_rmse", "loss": "best_val_loss",
-    "train_loss": "final_train_loss", "train_acc": "final_train_acc",
-    "train_rmse": "final_train_rmse", "time": "wall_time", "wall": "wall_time",
+    "val_acc": "best_val_acc",
+    "val_rmse": "best_val_rmse",
+    "val_loss": "best_val_loss",
+    "acc": "best_val_acc",
+    "rmse": "best_val_rmse",
+    "loss": "best_val_loss",
+    "train_loss": "final_train_loss",
+    "train_acc": "final_train_acc",
+    "train_rmse": "final_train_rmse",
+    "time": "wall_time",
+    "wall": "wall_time",
 }
 HIGHER = frozenset({"acc", "accuracy", "auc", "f1", "precision", "recall", "r2"})
 LOWER = frozenset({"loss", "rmse", "mse", "mae", "error", "err", "nll", "perplexity", "time"})
@@ -142,7 +184,7 @@ def higher_is_better(name: str) -> bool | None:
 
 
 def better(name: str) -> str | None:
-    """"max", "min" or None: higher_is_better as a mode."""
+    """ "max", "min" or None: higher_is_better as a mode."""
     h = higher_is_better(name)
     return None if h is None else ("max" if h else "min")
 
@@ -158,7 +200,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     """Write `data` (str: UTF-8) to `path` through a temp file in the same folder and
     os.replace: readers see the old file or the new one, never half of one. Any OSError
     (disk full, no such folder, permission) is raised again with `path` as its filename."""
-    import tempfile  # ~5 ms: only writers need it
+    import tempfile  # only writers need it, and its import is not free (docs/performance.md)
+
     path = Path(path)
     blob = data.encode("utf-8") if isinstance(data, str) else bytes(data)
     tmp = None
@@ -167,7 +210,7 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         try:
             view = memoryview(blob)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -181,10 +224,8 @@ def atomic_write(path: Path, data: bytes | str) -> None:
         raise OSError(e.errno, strerror, str(path)) from e
     finally:
         if tmp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _jsonable(v):
@@ -222,6 +263,7 @@ def write_curves(path: Path, rows: list[dict], metric: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # reading
 
+
 class RunDirError(Exception):
     """A run's file that a command needs is missing or damaged: one line naming the file, for
     the user (exit code 2)."""
@@ -230,10 +272,11 @@ class RunDirError(Exception):
 @dataclass(frozen=True)
 class Read:
     """What reading one file of a run gave: `data`, or why not."""
+
     data: object = None
-    missing: bool = False      # no such file (not written yet)
-    error: str | None = None   # "metrics.json: not UTF-8 (byte 0xff at 17)": damaged/unreadable
-    notes: tuple = ()          # harmless oddities ("curves.csv: line 4 has 3 cells, not 9")
+    missing: bool = False  # no such file (not written yet)
+    error: str | None = None  # "metrics.json: not UTF-8 (byte 0xff at 17)": damaged/unreadable
+    notes: tuple = ()  # harmless oddities ("curves.csv: line 4 has 3 cells, not 9")
 
     @property
     def ok(self) -> bool:
@@ -271,9 +314,14 @@ def read_metrics(run_dir) -> Read:
         m = json.loads(text)
     except json.JSONDecodeError as e:
         cut = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
-        what = "empty" if not text.strip() else (
-            f"not valid JSON ({e.msg}: line {e.lineno} column {e.colno}"
-            + ("; truncated?)" if cut else ")"))
+        what = (
+            "empty"
+            if not text.strip()
+            else (
+                f"not valid JSON ({e.msg}: line {e.lineno} column {e.colno}"
+                + ("; truncated?)" if cut else ")")
+            )
+        )
         return Read(error=f"{METRICS}: {what}")
     except (ValueError, RecursionError) as e:
         return Read(error=f"{METRICS}: not valid JSON ({_first_line(e)})")
@@ -312,7 +360,7 @@ class Curves:
         return self._parse()[2]
 
     def metric(self) -> str | None:
-        """"acc" or "rmse", from the header (val_acc / val_rmse)."""
+        """ "acc" or "rmse", from the header (val_acc / val_rmse)."""
         for name in self.fields:
             if name in ("val_acc", "val_rmse"):
                 return name[4:]
@@ -353,8 +401,14 @@ def _parse_csv(text: str, name: str, keep_text=()) -> tuple[list, list, tuple]:
             except ValueError:
                 row[f] = math.nan
         rows.append(row)
-    notes = (f"{name}: {bad} malformed line{'s' if bad > 1 else ''} left out "
-             f"(cells differ from the header's {len(fields)})",) if bad else ()
+    notes = (
+        (
+            f"{name}: {bad} malformed line{'s' if bad > 1 else ''} left out "
+            f"(cells differ from the header's {len(fields)})",
+        )
+        if bad
+        else ()
+    )
     return fields, rows, notes
 
 
@@ -392,6 +446,7 @@ def flatten(cfg, prefix: str = "") -> dict:
 def read_config(run_dir, flat: bool = True) -> Read:
     """.hydra/config.yaml: flattened to dotted keys (flat) or as nested dicts."""
     from runner.fastyaml import parse_config
+
     text, bad = _text(run_dir, CONFIG)
     if bad:
         return bad
@@ -407,12 +462,13 @@ def read_config(run_dir, flat: bool = True) -> Read:
 def read_overrides(run_dir) -> Read:
     """.hydra/overrides.yaml as a list of strings ("optimizer=adam", "seed=1")."""
     from runner.fastyaml import load_yaml
+
     text, bad = _text(run_dir, OVERRIDES)
     if bad:
         return bad
     try:
         ov = load_yaml(text)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - whatever the YAML parser says, one line
         return Read(error=f"{OVERRIDES}: not valid YAML ({_first_line(e)})")
     if ov is None:
         return Read([])
@@ -434,6 +490,7 @@ def load_best(run_dir) -> tuple[dict, dict]:
     missing or damaged."""
     path = Path(run_dir) / BEST_PARAMS
     from runner.checkpoint import CheckpointError, best_from_checkpoint, load_params
+
     if not path.is_file():
         ckpt = Path(run_dir) / CHECKPOINT
         if ckpt.is_file():
@@ -442,14 +499,17 @@ def load_best(run_dir) -> tuple[dict, dict]:
             except CheckpointError as e:
                 raise RunDirError(str(e)) from None
             if best is None:
-                raise RunDirError(f"{ckpt}: keeps no best weights yet (no epoch with finite "
-                                  f"numbers)")
+                raise RunDirError(
+                    f"{ckpt}: keeps no best weights yet (no epoch with finite numbers)"
+                )
             return best
-        raise RunDirError(f"{path}: no such file (the run has not finished an epoch with "
-                          f"finite numbers, or is not a run folder)")
+        raise RunDirError(
+            f"{path}: no such file (the run has not finished an epoch with "
+            f"finite numbers, or is not a run folder)"
+        )
     try:
         return load_params(path)
-    except Exception as e:  # noqa: BLE001 - a damaged file is one line naming it
+    except Exception as e:  # a damaged file is one line naming it
         raise RunDirError(f"{path}: damaged, not a parameter file ({_first_line(e)})") from e
 
 
@@ -478,6 +538,7 @@ _HOST: list = []
 def hostname() -> str:
     if not _HOST:
         import socket
+
         _HOST.append(socket.gethostname())
     return _HOST[0]
 
@@ -522,15 +583,12 @@ def last_write(run_dir) -> float | None:
     """The newest modification time of metrics.json and curves.csv (None: neither exists)."""
     times = []
     for name in (METRICS, CURVES):
-        try:
+        with contextlib.suppress(OSError):
             times.append((Path(run_dir) / name).stat().st_mtime)
-        except OSError:
-            pass
     return max(times) if times else None
 
 
-def stale_reason(metrics: dict, now: float | None = None, mtime: float | None = None
-                 ) -> str | None:
+def stale_reason(metrics: dict, now: float | None = None, mtime: float | None = None) -> str | None:
     """Why a metrics.json that says running belongs to a run that is not running any more, or
     None. Its process is gone (its host is this machine and no process has its pid), or its
     heartbeat is older than STALE_AFTER_S; a run without a heartbeat (written before heartbeats
@@ -558,8 +616,7 @@ def stale_reason(metrics: dict, now: float | None = None, mtime: float | None = 
     return None
 
 
-def status_of(metrics: dict | None, now: float | None = None, mtime: float | None = None
-              ) -> str:
+def status_of(metrics: dict | None, now: float | None = None, mtime: float | None = None) -> str:
     """A reader's status of a run from its metrics.json (None: there is none): the written final
     status; running or stale (stale_reason) for "running"; incomplete otherwise. (unreadable is
     for the caller that found a damaged file.)"""

@@ -4,6 +4,7 @@ checkpoint every trainer.checkpoint epochs, and ends with a final status, also w
 SIGTERM stops it (`interrupted`, with a checkpoint that `runner resume RUN` continues from).
 
 Used by the `runner` task (runner.task) and by `runner resume` (runner.resume)."""
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,10 @@ class Keeper:
         self.epochs = 0
 
     def running(self) -> None:
-        rundir.write_json(self.run_dir / rundir.METRICS, running_metrics(
-            self.started, epochs_run=len(self.rows), epochs=self.epochs))
+        rundir.write_json(
+            self.run_dir / rundir.METRICS,
+            running_metrics(self.started, epochs_run=len(self.rows), epochs=self.epochs),
+        )
 
     def start(self, metric: str, epochs: int, done_rows: list | None = None) -> None:
         self.metric, self.epochs = metric, epochs
@@ -49,27 +52,35 @@ class Keeper:
 
     def checkpoint(self, state, best, meta: dict) -> None:
         from runner.checkpoint import save_checkpoint
+
         save_checkpoint(self.run_dir / rundir.CHECKPOINT, state, best, meta)
 
 
 def running_metrics(started: float, **fields) -> dict:
     """metrics.json of a run in progress: who runs it (a reader tells a live run from one whose
     process died: runner.compare.results) and how far it is."""
-    return {"status": "running", "pid": os.getpid(), "host": socket.gethostname(),
-            "started": started, "heartbeat": time.time(),
-            **{k: v for k, v in fields.items() if v is not None}}
+    return {
+        "status": "running",
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": started,
+        "heartbeat": time.time(),
+        **{k: v for k, v in fields.items() if v is not None},
+    }
 
 
 def train_into(run_dir: Path, cfg, ds, *, display, job_log=None, resume=None, on_started=None):
     """Train cfg on ds (continuing `resume`, an app.Resume) while keeping run_dir current;
-    returns the app.Result (the caller writes the final files with app.write_run)."""
-    from runner import app
+    returns the run's runner.tracker.Result (the caller writes the final files with
+    app.write_run)."""
+    from runner import app, tracker
+
     keeper = Keeper(run_dir)
     metric = None
 
     def on_start(spec, n_params, compile_time):
         nonlocal metric
-        metric = app.metric_name(spec)
+        metric = tracker.metric_name(spec)
         done = resume.meta["tracker"]["history"] if resume else []
         keeper.start(metric, cfg.trainer.epochs, done)
         if on_started:
@@ -82,14 +93,25 @@ def train_into(run_dir: Path, cfg, ds, *, display, job_log=None, resume=None, on
         keeper.epoch(row)
         (job_log.epoch if job_log else display.epoch)(row)
 
-    return app.run(cfg, ds, on_start=on_start, on_epoch=on_epoch,
-                   on_warn=job_log.warn if job_log else display.warn,
-                   on_checkpoint=keeper.checkpoint, resume=resume)
+    return app.run(
+        cfg,
+        ds,
+        on_start=on_start,
+        on_epoch=on_epoch,
+        on_warn=job_log.warn if job_log else display.warn,
+        on_checkpoint=keeper.checkpoint,
+        resume=resume,
+    )
 
 
 def stop_line(metrics: dict, run_dir: Path, resumable: bool) -> str:
     """The one line a stopped run prints: where it stopped and how to go on."""
-    how = (f"resume with: runner resume {run_dir}" if resumable else
-           "no checkpoint (stopped before its first epoch): run it again")
-    return (f"interrupted ({metrics.get('interrupted_by') or 'SIGINT'}) after epoch "
-            f"{metrics.get('epochs_run', 0)}/{metrics.get('epochs')}; kept in {run_dir}; {how}")
+    how = (
+        f"resume with: runner resume {run_dir}"
+        if resumable
+        else "no checkpoint (stopped before its first epoch): run it again"
+    )
+    return (
+        f"interrupted ({metrics.get('interrupted_by') or 'SIGINT'}) after epoch "
+        f"{metrics.get('epochs_run', 0)}/{metrics.get('epochs')}; kept in {run_dir}; {how}"
+    )

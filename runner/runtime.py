@@ -1,6 +1,8 @@
 """Process set-up done before JAX starts or Hydra composes: XLA's host device count, JAX's
-persistent compilation cache, the `unique_dir` resolver behind hydra.run.dir, and the tag that
-tells a launcher's job process from the `runner` command that started it."""
+persistent compilation cache, the `unique_dir` resolver behind hydra.run.dir, the folders of
+conf/paths (folder()), and the tag that tells a launcher's job process from the `runner` command
+that started it."""
+
 from __future__ import annotations
 
 import os
@@ -13,6 +15,7 @@ MAIN_PROCESS_ENV = "RUNNER_MAIN_PROCESS"
 
 def process_tag() -> str:
     import socket
+
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
@@ -24,8 +27,8 @@ def detached() -> bool:
 
 def host_devices() -> None:
     """One XLA CPU device per core (before JAX starts; XLA_FLAGS that set a count win). A vmapped
-    group shards its members over them (runner.vectorized); measured on 2 cores, even a single
-    run trains ~1.8x faster this way (docs/performance.md). GPUs are unaffected."""
+    group shards its members over them (runner.vectorized), and even a single run trains faster
+    this way (docs/performance.md). GPUs are unaffected."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" not in flags:
         count = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
@@ -41,24 +44,61 @@ def unique_dir(base: str) -> str:
     hydra.run.dir more than once."""
     if base not in _CLAIMED:
         from runner.rundir import claim
-        _CLAIMED[base] = str(claim(base))
+
+        _CLAIMED[base] = str(claim(os.path.expanduser(base)))  # paths.outputs=~/runs
     return _CLAIMED[base]
 
 
 def register_unique_dir() -> None:
     from omegaconf import OmegaConf
+
     _CLAIMED.clear()  # a new command in this process claims a new folder
     OmegaConf.register_new_resolver("unique_dir", unique_dir, replace=True)
 
 
-def enable_compilation_cache() -> None:
+# Where no composed config exists (a Config built in Python, a run saved before conf/paths
+# existed), the folders are those conf/paths/default.yaml gives in this environment: its
+# ${oc.env:...} defaults are the environment-variable fallbacks, kept in that one file.
+def default_paths() -> dict:
+    """conf/paths/default.yaml resolved in this environment (RUNNER_CACHE_DIR, RUNNER_JAX_CACHE)."""
+    from omegaconf import OmegaConf
+
+    from runner.help import conf_dir
+
+    return OmegaConf.to_container(
+        OmegaConf.load(conf_dir() / "paths" / "default.yaml"), resolve=True
+    )
+
+
+# RUNNER_CACHE_DIR set but empty has always meant the default folder.
+DEFAULT_CACHE = "~/.cache/runner"
+
+
+def folder(paths, key: str) -> str | None:
+    """The folder conf/paths names for `key` (outputs, cache, jax_cache), `~` expanded; paths is
+    a runner.config.PathsConfig, or None without a config. jax_cache: None when it is off."""
+    from runner.config import JAX_CACHE_OFF
+
+    value = getattr(paths, key, None) if paths is not None else None
+    if value is None:
+        value = default_paths()[key]
+    value = str(value)
+    if key == "jax_cache" and value.strip().lower() in JAX_CACHE_OFF:
+        return None
+    if key == "cache" and not value:
+        value = DEFAULT_CACHE
+    return os.path.expanduser(value)
+
+
+def enable_compilation_cache(paths=None) -> None:
     """Reuse compiled programs across processes: a repeated `runner` command skips most of its
-    compile time. JAX skips programs that compile in under 1 s unless the threshold is lowered,
-    and most of ours are that small."""
+    compile time. `paths` is the run's config's (cfg.paths: paths.jax_cache, `off` for none);
+    None only where no config exists (see folder()). JAX skips programs that compile in under
+    1 s unless the threshold is lowered, and most of ours are that small."""
     import jax
-    path = os.environ.get("RUNNER_JAX_CACHE",
-                          os.path.join(os.path.expanduser("~"), ".cache", "runner", "jax"))
-    if path.lower() in ("", "0", "off", "none"):
+
+    path = folder(paths, "jax_cache")
+    if path is None:
         return
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -3,6 +3,7 @@ value and what is allowed (describe), exit code 2, and a traceback only with --d
 argparse parser of the subcommands reports a bad option the same way (OneLineParser,
 subcommand). Imports nothing heavy: Hydra, OmegaConf and JAX only inside the functions that
 need them."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,16 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-GROUPS = ("data", "model", "activation", "init", "optimizer", "schedule", "regularization",
-          "trainer")
+GROUPS = (
+    "data",
+    "model",
+    "activation",
+    "init",
+    "optimizer",
+    "schedule",
+    "regularization",
+    "trainer",
+)
 
 
 def _chosen_option(group: str, argv: list[str]) -> str | None:
@@ -36,6 +45,7 @@ def _chosen_option(group: str, argv: list[str]) -> str | None:
             chosen = value
     if chosen is None:
         import yaml
+
         defaults = yaml.safe_load((conf_dir() / "config.yaml").read_text()).get("defaults", [])
         for entry in defaults:
             if isinstance(entry, dict) and group in entry:
@@ -46,6 +56,7 @@ def _chosen_option(group: str, argv: list[str]) -> str | None:
 def _option_keys(group: str, option: str) -> set[str]:
     """Keys an option's YAML sets, including those it inherits from its group's presets."""
     import yaml
+
     path = conf_dir() / group / f"{option}.yaml"
     if not path.exists():
         return set()
@@ -60,8 +71,9 @@ def _option_keys(group: str, option: str) -> set[str]:
 def _unknown_key(key: str, argv: list[str]) -> str:
     group, _, name = key.partition(".")
     if "." not in key:
-        return (f"{key}: no such setting; the top level has seed, name and the groups "
-                + ", ".join(GROUPS))
+        return f"{key}: no such setting; the top level has seed, name and the groups " + ", ".join(
+            GROUPS
+        )
     if group not in GROUPS or "." in name:
         return f"{key}: no such setting"
     option = _chosen_option(group, argv)
@@ -76,6 +88,7 @@ def _unknown_key(key: str, argv: list[str]) -> str:
 def describe(e: BaseException, argv: list[str] = ()) -> str:
     """One line for any error: the key, the value and what is allowed where we can tell."""
     from runner.config import ConfigError
+
     if isinstance(e, (ConfigError, JobError)):
         return str(e)
     if type(e).__module__.startswith("submitit"):
@@ -85,8 +98,11 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     if m:
         group, value = m.group(1), m.group(2)
         listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)
-        opts = ([o.strip() for o in listed.group(1).splitlines() if o.strip()] if listed
-                else _options(group))
+        opts = (
+            [o.strip() for o in listed.group(1).splitlines() if o.strip()]
+            if listed
+            else _options(group)
+        )
         return f"{group}={value}: unknown option; choose one of {', '.join(opts)}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m:
@@ -94,16 +110,21 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     m = re.match(r"Error parsing override '(.*)'\n", text)
     if m:  # the reason is on Hydra's next lines: "ValueError while evaluating 'f(..)': reason"
         override = m.group(1)
-        reason = "; ".join(ln.strip() for ln in text[m.end():].splitlines()
-                           if ln.strip() and not ln.startswith("See https://hydra.cc"))
+        reason = "; ".join(
+            ln.strip()
+            for ln in text[m.end() :].splitlines()
+            if ln.strip() and not ln.startswith("See https://hydra.cc")
+        )
         reason = re.sub(r"^\w+ while evaluating '.*?': ", "", reason)
         call = re.match(r"(\w+)\([^)]*\): ", reason)  # our functions name the call: once is enough
         if call and f"{call.group(1)}(" in override:
-            reason = reason[call.end():]
+            reason = reason[call.end() :]
         return f"{override}: {reason or 'cannot parse this override'}"
     if isinstance(e, OSError) and e.filename:
-        return (f"cannot write {e.filename!r}: {e.strerror}; set hydra.run.dir (or "
-                f"hydra.sweep.dir) to a writable folder")
+        return (
+            f"cannot write {e.filename!r}: {e.strerror}; set hydra.run.dir (or "
+            f"hydra.sweep.dir) to a writable folder"
+        )
     first = text.strip().splitlines()[0] if text.strip() else type(e).__name__
     if type(e).__module__.startswith(("hydra", "omegaconf")):
         return first
@@ -126,17 +147,24 @@ def _submitit_error(e: BaseException) -> str:
     if m and text.count(sep) >= 2:  # FailedJobError: the job raised; its traceback
         trace = text.split(sep)[1]
         log = re.search(r"at paths:\n\s*- (\S+)", text)
-        return (f"the job raised {_last_line(trace) or 'an error'}"
-                + (f" (log: {log.group(1)})" if log else ""))
-    m = re.match(r"Job (\S+) \(task: \S+\) with path (\S+)\nhas not produced any output "
-                 r"\(state: ([^)\n]*)\)", text)
+        return f"the job raised {_last_line(trace) or 'an error'}" + (
+            f" (log: {log.group(1)})" if log else ""
+        )
+    m = re.match(
+        r"Job (\S+) \(task: \S+\) with path (\S+)\nhas not produced any output "
+        r"\(state: ([^)\n]*)\)",
+        text,
+    )
     if m:  # UncompletedJobError: the job process died (crash, OOM, time limit, scancel)
         job, result, state = m.groups()
         stream = text.split("-" * 40 + "\n", 1)[1] if "-" * 40 + "\n" in text else ""
         last = _last_line(stream)
         log = re.sub(r"_result\.pkl$", "_log.err", result)
-        return (f"job {job} ended without a result (state {state})"
-                + (f": {last}" if last else "") + f" (log: {log})")
+        return (
+            f"job {job} ended without a result (state {state})"
+            + (f": {last}" if last else "")
+            + f" (log: {log})"
+        )
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 
@@ -173,7 +201,7 @@ def subcommand(name: str, argv: list[str] | None, run, expected=()) -> int:
     except (UsageError, *expected) as e:
         print(f"runner: error: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as e:  # noqa: BLE001 - every error becomes one line
+    except Exception as e:  # every error becomes one line
         if debug:
             raise
         print(f"runner: error: {describe(e, argv)}", file=sys.stderr)

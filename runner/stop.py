@@ -6,6 +6,7 @@ is being honoured raises KeyboardInterrupt at once (the loops still keep every f
 
 Exit codes follow the shell's convention: 128 + the signal number (130 for SIGINT, 143 for
 SIGTERM)."""
+
 from __future__ import annotations
 
 import contextlib

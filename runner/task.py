@@ -1,6 +1,7 @@
 """Hydra's task function behind `runner`: validate, load, train, write the run directory, print.
 A launcher's job in a process of its own (joblib, submitit) logs plain lines instead of a live
 display, and sends its error back in a form that survives pickling."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from runner.runtime import detached as _is_detached, enable_compilation_cache
+from runner.runtime import detached as _is_detached
+from runner.runtime import enable_compilation_cache
 from runner.shell import JobError, describe
+
 
 class _JobLog:
     """What a detached job prints, instead of a live display of its own. joblib's workers share
@@ -19,6 +22,7 @@ class _JobLog:
 
     def __init__(self, job, total_epochs: int, progress: bool):
         from rich.console import Console
+
         self.out, self.err = Console(), Console(stderr=True)
         self.job, self.total = job, total_epochs
         self.every_epoch = progress and not self.err.is_terminal
@@ -37,6 +41,7 @@ class _JobLog:
 
     def epoch(self, row: dict) -> None:
         from runner.progress import epoch_stats
+
         self.n += 1
         if self.every_epoch:
             self._print(self.err, f"job {self.job} epoch {self.n}/{self.total}: {epoch_stats(row)}")
@@ -55,6 +60,7 @@ def _job_failed(job, e: BaseException, *, trace: bool = False) -> None:
         return
     if trace:
         import traceback
+
         traceback.print_exc()
     print(f"job {job} failed: {describe(e)}", file=sys.stderr, flush=True)
 
@@ -63,6 +69,7 @@ def _portable(e: BaseException) -> BaseException:
     """`e` if it survives the trip back to the sweep through pickle, else a JobError with its
     one-line description."""
     import pickle
+
     try:
         pickle.loads(pickle.dumps(e))
         return e
@@ -91,6 +98,7 @@ def task(dcfg, result=None) -> float:
     from runner import rundir
     from runner.config import ConfigError, validate
     from runner.data import load_dataset
+    from runner.datasets import cache_in
 
     hc = HydraConfig.get()
     run_dir = Path(hc.runtime.output_dir)
@@ -106,27 +114,41 @@ def task(dcfg, result=None) -> float:
         if detached:
             job_log = _JobLog(hc.job.num, total, cfg.trainer.progress)
         if result is None:
-            ds = load_dataset(cfg.data)
+            with cache_in(cfg.paths):  # paths.cache: generated datasets
+                ds = load_dataset(cfg.data)
             from runner.memory import check_memory
+
             check_memory(cfg, ds)  # a model too large for this machine, before JAX starts
-            # JAX (~1 s to import) only once the config and data are known to be good: bad
-            # input is reported without it.
+            # JAX (slow to import: docs/performance.md) only once the config and data are known
+            # to be good: bad input is reported without it.
             from runner import runjob
             from runner.progress import Display
-            enable_compilation_cache()
+
+            enable_compilation_cache(cfg.paths)  # paths.jax_cache
             check_memory(cfg, ds)  # with JAX started: an accelerator's own memory
-            with Display(total, enabled=cfg.trainer.progress and not detached,
-                         title=f"job {hc.job.num}" if multirun else "train") as display:
+            with Display(
+                total,
+                enabled=cfg.trainer.progress and not detached,
+                title=f"job {hc.job.num}" if multirun else "train",
+            ) as display:
+
                 def on_started():
                     nonlocal started
                     started = True  # from here on, an error leaves a failed run, not nothing
-                result = runjob.train_into(run_dir, cfg, ds, display=display, job_log=job_log,
-                                           on_started=on_started)
+
+                result = runjob.train_into(
+                    run_dir, cfg, ds, display=display, job_log=job_log, on_started=on_started
+                )
         from runner import app, stop
+
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
         with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
-            app.write_run(run_dir, result, title=" ".join(hc.overrides.task) or "defaults",
-                          plot=plot and result.status != "interrupted")
+            app.write_run(
+                run_dir,
+                result,
+                title=" ".join(hc.overrides.task) or "defaults",
+                plot=plot and result.status != "interrupted",
+            )
     except ConfigError as e:
         if started or multirun:
             rundir.write_json(run_dir / rundir.METRICS, {"status": "failed", "error": str(e)})
@@ -138,8 +160,9 @@ def task(dcfg, result=None) -> float:
         raise
     except Exception as e:
         if run_dir.is_dir():
-            rundir.write_json(run_dir / rundir.METRICS,
-                               {"status": "failed", "error": f"{type(e).__name__}: {e}"})
+            rundir.write_json(
+                run_dir / rundir.METRICS, {"status": "failed", "error": f"{type(e).__name__}: {e}"}
+            )
         if detached:
             _job_failed(hc.job.num, e, trace=True)
             raise _portable(e) from None
@@ -148,16 +171,20 @@ def task(dcfg, result=None) -> float:
     if result.status == "interrupted" and not multirun:
         from runner.rundir import CHECKPOINT
         from runner.runjob import stop_line
+
         resumable = (run_dir / CHECKPOINT).exists()
         print(f"runner: {stop_line(result.metrics, run_dir, resumable)}", file=sys.stderr)
         return result.objective
     if multirun:  # the sweep prints the table of all trials at the end
         m = result.metrics
-        line = (f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
-                f"{m.get('best_' + m['monitor'])}, {run_dir}")
+        line = (
+            f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
+            f"{m.get('best_' + m['monitor'])}, {run_dir}"
+        )
         job_log.line(line) if job_log else console.print(line, highlight=False)
     else:
         from runner.progress import summary_line, summary_table
+
         console.print(summary_table(result.metrics))
         console.print(summary_line(result.metrics), highlight=False)
         console.print(f"run directory: [bold]{run_dir}[/]")

@@ -5,13 +5,14 @@ initializer, optimizer and schedule families, batch size, data shapes) and the s
 then differ only in numbers (learning rate, weight decay, momentum, dropout rate, seed, ...),
 which the core takes as traced hyperparameters, so one compiled program can carry a stacked
 "member" axis of parameters, optimizer states and RNG streams. Each member keeps its own
-app.Tracker: divergence, early stopping and the best epoch are decided per member exactly as
-in a run alone; a member that is done is frozen by masking while the others go on.
+runner.tracker.Tracker: divergence, early stopping and the best epoch are decided per member
+exactly as in a run alone; a member that is done is frozen by masking while the others go on.
 
 The launcher plugin (hydra_plugins/runner_launcher) groups a batch of Hydra jobs with
 `plan_groups` and trains each group with `fit_group`; every job then writes its own run
 directory as if it had trained alone.
 """
+
 from __future__ import annotations
 
 import time
@@ -21,19 +22,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from runner import app, stop
-from runner.core import train
-from runner.core import layerstats as diag
+from runner import stop
 from runner.config import Config
-from runner.core.spec import Dataset, make_hparams, make_spec
+from runner.core import layerstats as diag
+from runner.core import train
+from runner.core.spec import make_hparams, make_spec
+from runner.core.state import TrainState
+from runner.data import Dataset, overfit_subset
+from runner.tracker import Result, Tracker, Warnings, check_initial_loss, resolve_monitor
 
-INT32 = 2 ** 31
+INT32 = 2**31
 # A CPU works on every member's parameters and optimizer state at each step: once a group's
-# states outgrow the caches it trains slower per member (measured, W1 on a 2-core EPYC with a
-# 32 MiB L3: 0.49 s a member in groups of 4 to 8, 0.71 s in one group of 64; the
-# docs/performance.md run). So a group carries at most this many bytes of training state per
-# CPU device; on an accelerator, where width is what is cheap, max_members decides alone.
-CPU_STATE_BYTES = 4 * 2 ** 20
+# states outgrow the caches it trains slower per member (docs/performance.md). So a group
+# carries at most this many bytes of training state per CPU device; on an accelerator, where
+# width is what is cheap, max_members decides alone.
+CPU_STATE_BYTES = 4 * 2**20
 
 
 def group_key(cfg: Config, ds: Dataset):
@@ -41,7 +44,7 @@ def group_key(cfg: Config, ds: Dataset):
     alone: k-fold cross-validation runs its folds one by one, and seeds must fit in int32)."""
     if cfg.trainer.cv_folds >= 2 or not -INT32 <= cfg.seed < INT32:
         return None
-    fit_ds = app.overfit_subset(cfg, ds) if cfg.trainer.overfit_batches else ds
+    fit_ds = overfit_subset(cfg, ds) if cfg.trainer.overfit_batches else ds
     spec = make_spec(cfg, fit_ds)
     shapes = tuple((k, np.shape(v)) for k, v in sorted(make_hparams(cfg, spec).items()))
     return (repr(cfg.data), cfg.trainer.overfit_batches, spec, shapes)
@@ -53,10 +56,10 @@ def state_bytes(cfg: Config, ds: Dataset) -> int:
     spec = make_spec(cfg, ds)
     sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
     hp = {k: sds(v) for k, v in make_hparams(cfg, spec).items()}
-    data = {f"{a}_{s}": sds(getattr(ds, f"{a}_{s}")[:1])
-            for a in ("x", "y") for s in ("train", "val", "test")}
-    state = jax.eval_shape(partial(train.init_state, spec), hp,
-                           jax.ShapeDtypeStruct((2,), np.uint32), data)
+    data = {k: sds(v[:1]) for k, v in ds.arrays().items()}
+    state = jax.eval_shape(
+        partial(train.init_state, spec), hp, jax.ShapeDtypeStruct((2,), np.uint32), data
+    )
     return int(sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(state)))
 
 
@@ -87,8 +90,10 @@ def plan_groups(keys: list) -> list[list[int]]:
 
 def _member(tree, i: int) -> dict:
     """Member i of the host copy of a stacked metrics dict, in fit's per-run form."""
-    return {k: (jax.tree_util.tree_map(lambda a: a[i], v) if isinstance(v, dict) else float(v[i]))
-            for k, v in tree.items()}
+    return {
+        k: (jax.tree_util.tree_map(lambda a: a[i], v) if isinstance(v, dict) else float(v[i]))
+        for k, v in tree.items()
+    }
 
 
 def _placement(n: int):
@@ -99,18 +104,21 @@ def _placement(n: int):
     if len(devices) < 2:
         return (lambda tree, replicate=False: jax.tree_util.tree_map(jnp.asarray, tree)), n
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
     mesh = Mesh(np.array(devices), ("member",))
     split, same = NamedSharding(mesh, PartitionSpec("member")), NamedSharding(mesh, PartitionSpec())
 
     def put(tree, replicate=False):
         return jax.device_put(tree, same if replicate else split)
+
     return put, -(-n // len(devices)) * len(devices)
 
 
-def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
-              on_warn=None, pad_to: int = 0) -> list[app.Result]:
+def fit_group(
+    cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None, on_warn=None, pad_to: int = 0
+) -> list[Result]:
     """Train runs of one structure (see group_key) together; return their Results, each equal
-    (within float tolerance) to what app.fit returns for that config alone.
+    (within float tolerance) to what runner.app.fit returns for that config alone.
 
     on_start(spec, n_params, compile_time, n_members); on_epoch(epoch, n_active, rows) with
     rows {member: curve row}; on_warn(member, message). pad_to: carry at least this many
@@ -118,10 +126,10 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     n = len(cfgs)
     first = cfgs[0]
     if first.trainer.overfit_batches:
-        ds = app.overfit_subset(first, ds)
-    spec, _, data = app.prepare(first, ds)
+        ds = overfit_subset(first, ds)
+    spec = make_spec(first, ds)
     for c in cfgs:
-        app.resolve_monitor(c, spec, ds)  # a bad monitor fails before compiling
+        resolve_monitor(c, spec, ds)  # a bad monitor fails before compiling
     # The member axis is sharded over the local devices (on a CPU: one per core, see
     # runtime.host_devices), padded to a multiple of their count with copies of member 0 that
     # never train (inactive from the start).
@@ -130,29 +138,29 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     each += each[:1] * (n_pad - n)
     hps = put({k: np.stack([h[k] for h in each]) for k in each[0]})
     seeds = put(np.array([c.seed for c in cfgs] + [cfgs[0].seed] * (n_pad - n), np.int32))
-    data = put(data, replicate=True)
-    warns = [app.Warnings((lambda m, i=i: on_warn(i, m)) if on_warn else None) for i in range(n)]
+    data = put(ds.arrays(), replicate=True)
+    warns = [Warnings((lambda m, i=i: on_warn(i, m)) if on_warn else None) for i in range(n)]
     t_start = time.perf_counter()
 
-    init_exe, c_init = train.compiled(train.init_states, spec, hps, seeds, data)
+    programs = train.PROGRAMS
+    init_exe, c_init = programs.get(train.init_states, spec, hps, seeds, data)
     # Split over the devices whatever layout XLA chose for init's outputs: the programs below
     # are compiled for (and keep) member-split states.
-    states = put(init_exe(hps, seeds, data))
+    states: TrainState = put(init_exe(hps, seeds, data))
     active = np.arange(n_pad) < n
-    epoch_exe, c_epoch = train.compiled(train.epochs_masked, spec, states, data, hps,
-                                        put(active))
-    eval_exe, c_eval = train.compiled(train.evaluate_members, spec, states, data, hps)
-    select_exe, c_sel = train.compiled(train.select_members, spec, put(active), states, states)
+    epoch_exe, c_epoch = programs.get(train.epochs_masked, spec, states, data, hps, put(active))
+    eval_exe, c_eval = programs.get(train.evaluate_members, spec, states, data, hps)
+    select_exe, c_sel = programs.get(train.select_members, spec, put(active), states, states)
     compile_time = c_init + c_epoch + c_eval + c_sel
     initial_all = jax.device_get(eval_exe(states, data, hps))  # host sync: the 3x-abort references
-    one = jax.tree_util.tree_map(lambda a: a[0], states["params"])
+    one = jax.tree_util.tree_map(lambda a: a[0], states.params)
     names = diag.layer_names(one)
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(one)))
     trackers = []
     for i, c in enumerate(cfgs):
         initial = _member(initial_all, i)
-        app.check_initial_loss(spec, initial, warns[i])
-        trackers.append(app.Tracker(c, spec, ds, initial, names, warns[i]))
+        check_initial_loss(spec, initial, warns[i])
+        trackers.append(Tracker(c, spec, ds, initial, names, warns[i]))
     if on_start:
         on_start(spec, n_params, compile_time, n)
 
@@ -170,8 +178,7 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
                 improved = np.zeros(n_pad, bool)
                 rows = {}
                 for i in np.flatnonzero(active):
-                    rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i),
-                                                                         elapsed)
+                    rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i), elapsed)
                     if done:
                         active[i] = False
                 if improved.any():
@@ -189,16 +196,28 @@ def fit_group(cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None,
     restore = np.array([t.restore for t in trackers] + [False] * (n_pad - n))
     final = select_exe(put(restore), best, states)
     ev_all = jax.device_get(eval_exe(final, data, hps))
-    best_host = jax.device_get({"params": best["params"], "batch_stats": best["batch_stats"]})
+    best_host: TrainState = jax.device_get(best)
     wall = time.perf_counter() - t_start
     # Each member is charged its share of the group's time; the group's totals are kept too.
     times = {"wall_time": wall / n, "train_time": train_time / n, "compile_time": compile_time / n}
-    group = {"members": n, "wall_time": wall, "train_time": train_time,
-             "compile_time": compile_time}
+    group = {
+        "members": n,
+        "wall_time": wall,
+        "train_time": train_time,
+        "compile_time": compile_time,
+    }
     results = []
     for i, tr in enumerate(trackers):
         ev = _member(ev_all, i) if tr.best_epoch else {}
-        best_i = jax.tree_util.tree_map(lambda a: a[i], best_host) if tr.best_epoch else None
-        results.append(tr.result(ds, ev, best_i, n_params=n_params, times=times,
-                                 extra={"vectorized": dict(group, member=i)}))
+        best_i = jax.tree_util.tree_map(lambda a, i=i: a[i], best_host) if tr.best_epoch else None
+        results.append(
+            tr.result(
+                ds,
+                ev,
+                best_i,
+                n_params=n_params,
+                times=times,
+                extra={"vectorized": dict(group, member=i)},
+            )
+        )
     return results

@@ -1,5 +1,6 @@
 """Shared fixtures: compose configs from conf/ in-process (one JAX process for the whole suite,
 so compiled programs are shared) and tiny user data files."""
+
 from __future__ import annotations
 
 import gzip
@@ -13,14 +14,15 @@ import pytest
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The suite compiles ~100 small programs and runs each for a few steps: XLA's backend
 # optimisations would cost more time than they save. Subprocesses inherit this too.
-# Two CPU devices, as the `runner` command sets up on a 2-core machine (runner.runtime.host_devices): the
-# in-process vmapped groups then shard their members too.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 "
-                      "--xla_force_host_platform_device_count=2")
+# Two CPU devices, as the `runner` command sets up on a 2-core machine
+# (runner.runtime.host_devices): the in-process vmapped groups then shard their members too.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=2"
+)
 
-# Small and fast: every in-process run uses at most this much data and one short epoch.
-TINY = ["trainer.epochs=1", "trainer.progress=false", "trainer.plot=false",
-        "data.max_samples=120", "model.width=16", "trainer.batch_size=32"]
+# Small and fast: every in-process run uses at most this much data and one short epoch
+# (conf/debug/tiny.yaml: one epoch, 120 examples, 16 units, no display or plots).
+TINY = ["debug=tiny"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,13 +33,10 @@ def _cache_dir(tmp_path_factory):
     os.environ.setdefault("RUNNER_JAX_CACHE", os.path.join(os.environ["RUNNER_CACHE_DIR"], "jax"))
 
 
-def compose(overrides=()):
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
+def compose(overrides=(), return_hydra_config=False):
+    from runner.help import compose as compose_conf
 
-    from runner.help import conf_dir
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hcompose("config", overrides=list(overrides))
+    return compose_conf(overrides, return_hydra_config=return_hydra_config)
 
 
 def run_inprocess(overrides=(), tiny=True):
@@ -45,8 +44,12 @@ def run_inprocess(overrides=(), tiny=True):
     from runner.app import run
     from runner.config import validate
     from runner.data import load_dataset
+    from runner.datasets import cache_in
+
     cfg = validate(compose((TINY if tiny else []) + list(overrides)))
-    return cfg, run(cfg, load_dataset(cfg.data))
+    with cache_in(cfg.paths):  # as runner.task loads it
+        ds = load_dataset(cfg.data)
+    return cfg, run(cfg, ds)
 
 
 def write_idx(folder: Path, n_train=60, n_test=20, gz=False):
@@ -57,10 +60,11 @@ def write_idx(folder: Path, n_train=60, n_test=20, gz=False):
         labels = (np.arange(n) % 10).astype(np.uint8)
         images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
         for i, lab in enumerate(labels):
-            images[i, 2 * lab:2 * lab + 6, 4:24] = 255
-        files = {f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, 28, 28)
-                 + images.tobytes(),
-                 f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.tobytes()}
+            images[i, 2 * lab : 2 * lab + 6, 4:24] = 255
+        files = {
+            f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes(),
+            f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.tobytes(),
+        }
         for name, blob in files.items():
             if gz:
                 (folder / (name + ".gz")).write_bytes(gzip.compress(blob))
@@ -80,6 +84,8 @@ def user_files(tmp_path_factory):
     (d / "data.csv").write_text("\n".join(lines) + "\n")
     np.savez(d / "data.npz", x=x.astype(np.float32), y=y)
     write_idx(d / "idx")
-    return {"csv": [f"data.path={d / 'data.csv'}", "data.target=label"],
-            "npz": [f"data.path={d / 'data.npz'}"],
-            "idx": [f"data.path={d / 'idx'}"]}
+    return {
+        "csv": [f"data.path={d / 'data.csv'}", "data.target=label"],
+        "npz": [f"data.path={d / 'data.npz'}"],
+        "idx": [f"data.path={d / 'idx'}"],
+    }

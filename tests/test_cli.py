@@ -1,4 +1,5 @@
 """End to end: the `runner` command as a user runs it, in a subprocess."""
+
 from __future__ import annotations
 
 import json
@@ -7,16 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 RUNNER = [sys.executable, "-m", "runner"]
 QUICK = ["trainer.epochs=2", "data.max_samples=150", "model.width=16"]
 
 
 def run(args, cwd=None, env=None, timeout=180):
     e = dict(os.environ, **(env or {}))
-    return subprocess.run(RUNNER + list(args), cwd=cwd, env=e, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        RUNNER + list(args), cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_default_run_creates_outputs_folder(tmp_path):
@@ -38,19 +38,48 @@ def test_default_run_creates_outputs_folder(tmp_path):
 
 def test_single_run_with_overrides_writes_its_directory(tmp_path):
     out = tmp_path / "run"
-    p = run(["data=iris", "model=resmlp", "activation=elu", "init=he_normal",
-             "optimizer=nesterov", "optimizer.lr=0.05", "schedule=cyclic",
-             "regularization.dropout=0.3", "trainer.batch_size=32", "seed=3",
-             f"hydra.run.dir={out}", *QUICK])
+    p = run(
+        [
+            "data=iris",
+            "model=resmlp",
+            "activation=elu",
+            "init=he_normal",
+            "optimizer=nesterov",
+            "optimizer.lr=0.05",
+            "schedule=cyclic",
+            "regularization.dropout=0.3",
+            "trainer.batch_size=32",
+            "seed=3",
+            f"hydra.run.dir={out}",
+            *QUICK,
+        ]
+    )
     assert p.returncode == 0, p.stderr
     m = json.loads((out / "metrics.json").read_text())
     assert m["status"] == "completed" and m["epochs_run"] == 2
-    for key in ("best_epoch", "iterations", "wall_time", "compile_time", "params", "test_acc",
-                "final_train_loss", "best_val_acc"):
+    for key in (
+        "best_epoch",
+        "iterations",
+        "wall_time",
+        "compile_time",
+        "params",
+        "test_acc",
+        "final_train_loss",
+        "best_val_acc",
+    ):
         assert m[key] is not None, key
     header = (out / "curves.csv").read_text().splitlines()[0].split(",")
-    assert header == ["epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc",
-                      "grad_norm", "time"]
+    assert header == [
+        "epoch",
+        "step",
+        "lr",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "grad_norm",
+        "time",
+    ]
     overrides = (out / ".hydra" / "overrides.yaml").read_text()
     assert "optimizer=nesterov" in overrides
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
@@ -69,8 +98,20 @@ def test_multirun_two_jobs(tmp_path):
 def test_help_lists_groups_and_options():
     p = run(["--help"])
     assert p.returncode == 0
-    for word in ("activation", "leaky_relu", "optimizer", "nadam", "schedule", "cyclic",
-                 "regularization", "batchnorm", "init", "orthogonal", "data", "mnist1d"):
+    for word in (
+        "activation",
+        "leaky_relu",
+        "optimizer",
+        "nadam",
+        "schedule",
+        "cyclic",
+        "regularization",
+        "batchnorm",
+        "init",
+        "orthogonal",
+        "data",
+        "mnist1d",
+    ):
         assert word in p.stdout, word
 
 
@@ -91,3 +132,34 @@ def test_python_dash_m_and_debug_flag(tmp_path):
     p = run(["--debug", "activation=foo", f"hydra.run.dir={tmp_path / 'r'}"])
     assert p.returncode != 0
     assert "Traceback" in p.stderr
+
+
+def test_paths_outputs_and_debug_fast(tmp_path):
+    """paths.outputs moves the run folders; RUNNER_JAX_CACHE still names JAX's compilation cache
+    (through conf/paths); debug=fast trains 3 epochs on at most 500 examples, without plots."""
+    jax_dir = tmp_path / "jax-from-env"
+    p = run(
+        ["debug=fast", f"paths.outputs={tmp_path / 'runs'}"],
+        cwd=tmp_path,
+        env={"RUNNER_JAX_CACHE": str(jax_dir)},
+    )
+    assert p.returncode == 0, p.stderr
+    runs = list((tmp_path / "runs").glob("*/*/metrics.json"))
+    assert len(runs) == 1 and not (tmp_path / "outputs").exists()
+    m = json.loads(runs[0].read_text())
+    assert m["status"] == "completed" and m["epochs_run"] == 3
+    assert m["steps_per_epoch"] <= -(-500 // 64)  # the full digits set takes 20 batches of 64
+    assert (runs[0].parent / "curves.csv").exists() and not list(runs[0].parent.glob("*.png"))
+    assert any(jax_dir.iterdir()), "compiled programs cached where RUNNER_JAX_CACHE says"
+
+
+def test_paths_jax_cache_off_beats_the_environment(tmp_path):
+    jax_dir = tmp_path / "jax-from-env"
+    p = run(
+        ["debug=tiny", "paths.jax_cache=off", f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env={"RUNNER_JAX_CACHE": str(jax_dir)},
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+    assert not jax_dir.exists(), "paths.jax_cache=off: no compilation cache"

@@ -35,21 +35,30 @@ def ys(ds):
 # ---------------------------------------------------------------------------------------------
 # Built-in datasets
 
-@pytest.mark.parametrize("name,task,kind,n_classes,shape,n", [
-    ("digits", "classification", "image", 10, (8, 8, 1), 1797),
-    ("iris", "classification", "tabular", 3, (4,), 150),
-    ("wine", "classification", "tabular", 3, (13,), 178),
-    ("breast_cancer", "binary", "tabular", 2, (30,), 569),
-    ("diabetes", "regression", "tabular", 0, (10,), 442),
-    ("moons", "binary", "tabular", 2, (2,), 1000),
-    ("circles", "binary", "tabular", 2, (2,), 1000),
-    ("spirals", "classification", "tabular", 3, (2,), 1000),
-    ("prices", "log_regression", "tabular", 0, (5,), 1000),
-])
+
+@pytest.mark.parametrize(
+    "name,task,kind,n_classes,shape,n",
+    [
+        ("digits", "classification", "image", 10, (8, 8, 1), 1797),
+        ("iris", "classification", "tabular", 3, (4,), 150),
+        ("wine", "classification", "tabular", 3, (13,), 178),
+        ("breast_cancer", "binary", "tabular", 2, (30,), 569),
+        ("diabetes", "regression", "tabular", 0, (10,), 442),
+        ("moons", "binary", "tabular", 2, (2,), 1000),
+        ("circles", "binary", "tabular", 2, (2,), 1000),
+        ("spirals", "classification", "tabular", 3, (2,), 1000),
+        ("prices", "log_regression", "tabular", 0, (5,), 1000),
+    ],
+)
 def test_builtin_shapes(name, task, kind, n_classes, shape, n):
     ds = load_dataset(DataConfig(name=name))
     assert (ds.name, ds.task, ds.kind, ds.n_classes, ds.input_shape) == (
-        name, task, kind, n_classes, shape)
+        name,
+        task,
+        kind,
+        n_classes,
+        shape,
+    )
     assert len(ys(ds)) == n
     assert len(ds.x_val) == round(0.15 * n) == len(ds.x_test)
     for k in ALL:
@@ -64,8 +73,12 @@ def test_builtin_shapes(name, task, kind, n_classes, shape, n):
 
 def test_sklearn_files_match_sklearn_loaders():
     import sklearn.datasets as skd
-    for name, loader in (("iris", skd.load_iris), ("wine", skd.load_wine),
-                         ("breast_cancer", skd.load_breast_cancer)):
+
+    for name, loader in (
+        ("iris", skd.load_iris),
+        ("wine", skd.load_wine),
+        ("breast_cancer", skd.load_breast_cancer),
+    ):
         raw = datasets.load_sklearn(DataConfig(name=name))
         ref = loader()
         np.testing.assert_array_equal(raw.x, ref.data)
@@ -80,6 +93,7 @@ def test_sklearn_files_match_sklearn_loaders():
 
 def test_toy_sets_follow_sklearn_formulas():
     import sklearn.datasets as skd
+
     for name, make in (("moons", skd.make_moons), ("circles", skd.make_circles)):
         raw = datasets.load_toy(DataConfig(name=name, n_samples=200, noise=0.0))
         ref_x, ref_y = make(n_samples=200, noise=0.0, shuffle=False)
@@ -111,14 +125,18 @@ def test_explicit_tasks():
     assert ds.task == "classification" and ds.n_classes == 2
     ds = load_dataset(DataConfig(name="diabetes", task="log_regression"))
     assert ds.task == "log_regression"
-    err(DataConfig(name="iris", task="binary"), "data.task=binary", "data=iris has 3 classes",
-        "exactly 2")
-    err(DataConfig(name="prices", task="classification"), "data.task=classification",
-        "not integer")
+    err(
+        DataConfig(name="iris", task="binary"),
+        "data.task=binary",
+        "data=iris has 3 classes",
+        "exactly 2",
+    )
+    err(DataConfig(name="prices", task="classification"), "data.task=classification", "not integer")
 
 
 # ---------------------------------------------------------------------------------------------
 # Splits
+
 
 def test_split_indices_disjoint_cover_stratified():
     rng = np.random.default_rng(0)
@@ -132,6 +150,41 @@ def test_split_indices_disjoint_cover_stratified():
         assert np.all(np.abs(np.bincount(y[part], minlength=4) - share * len(part)) <= 1.0)
     tr2, _, _ = split_indices(y, True, 0.2, 0.1, np.random.default_rng(1))
     np.testing.assert_array_equal(tr, tr2)
+
+
+def test_stratified_order_keeps_class_shares_in_every_chunk():
+    """The public order that subsets, splits and cross-validation folds are cut from: a
+    permutation; for classes every prefix and every contiguous chunk holds each class in
+    proportion (to within about one example); without classes a plain seeded permutation."""
+    from runner.data import stratified_order
+
+    y = np.random.default_rng(0).choice(3, size=301, p=[0.2, 0.3, 0.5])
+    order = stratified_order(y, True, np.random.default_rng(1))
+    assert sorted(order) == list(range(len(y)))
+    share = np.bincount(y) / len(y)
+    for chunk in np.array_split(order, 5):
+        assert np.all(np.abs(np.bincount(y[chunk], minlength=3) - share * len(chunk)) <= 1.5)
+    for n in (10, 50, 150):
+        assert np.all(np.abs(np.bincount(y[order[:n]], minlength=3) - share * n) <= 1.5)
+    plain = stratified_order(y, False, np.random.default_rng(1))
+    np.testing.assert_array_equal(plain, np.random.default_rng(1).permutation(len(y)))
+
+
+def test_a_dataset_is_the_hosts_type_with_its_arrays_by_name():
+    from conftest import compose
+
+    from runner.config import validate
+    from runner.data import Dataset, overfit_subset
+
+    ds = load_dataset(DataConfig(name="iris"))
+    assert isinstance(ds, Dataset) and ds.input_shape == (4,)
+    arrays = ds.arrays()
+    assert list(arrays) == ["x_train", "x_val", "x_test", "y_train", "y_val", "y_test"]
+    assert all(arrays[k] is getattr(ds, k) for k in arrays)
+    cfg = validate(compose(["data=iris", "trainer.overfit_batches=2", "trainer.batch_size=8"]))
+    sub = overfit_subset(cfg, ds)
+    np.testing.assert_array_equal(sub.x_train, ds.x_train[:16])
+    assert sub.x_val is ds.x_val and sub.y_test is ds.y_test
 
 
 def test_split_through_load_dataset():
@@ -156,16 +209,22 @@ def test_split_fractions_and_max_samples():
     ds = load_dataset(DataConfig(name="digits", max_samples=100))
     assert len(ys(ds)) == 100 and len(ds.x_val) == 15 and ds.x_val.shape[1:] == (8, 8, 1)
     assert np.bincount(ys(ds)).min() >= 9  # a stratified subset
-    ds = load_dataset(DataConfig(name="iris", max_samples=10, val_fraction=0.01,
-                                 test_fraction=0.01))
+    ds = load_dataset(
+        DataConfig(name="iris", max_samples=10, val_fraction=0.01, test_fraction=0.01)
+    )
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (8, 1, 1)
-    err(DataConfig(name="iris", max_samples=10, val_fraction=0.5, test_fraction=0.4),
-        "data.val_fraction=0.5", "data.test_fraction=0.4", "need at least 2")
+    err(
+        DataConfig(name="iris", max_samples=10, val_fraction=0.5, test_fraction=0.4),
+        "data.val_fraction=0.5",
+        "data.test_fraction=0.4",
+        "need at least 2",
+    )
     err(DataConfig(name="iris", val_fraction=0.6, test_fraction=0.6), "data.val_fraction=0.6")
 
 
 # ---------------------------------------------------------------------------------------------
 # Preprocessing
+
 
 def cov(a):
     a = a.reshape(len(a), -1).astype(np.float64)
@@ -219,12 +278,17 @@ def test_regression_targets_untransformed():
 # ---------------------------------------------------------------------------------------------
 # mnist1d
 
+
 def test_mnist1d_generated_and_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path))
     cfg = DataConfig(name="mnist1d", n_samples=123)  # n_samples is not used for mnist1d
     ds = load_dataset(cfg)
-    assert (ds.task, ds.kind, ds.n_classes, ds.input_shape) == ("classification", "sequence",
-                                                                10, (40, 1))
+    assert (ds.task, ds.kind, ds.n_classes, ds.input_shape) == (
+        "classification",
+        "sequence",
+        10,
+        (40, 1),
+    )
     assert len(ds.x_test) == 1000 and len(ds.x_train) + len(ds.x_val) == 4000
     assert len(ds.x_val) == 600
     files = [f for f in os.listdir(tmp_path) if f.endswith(".npz")]
@@ -233,6 +297,7 @@ def test_mnist1d_generated_and_cached(tmp_path, monkeypatch):
 
     def boom():
         raise AssertionError("regenerated instead of using the cache")
+
     monkeypatch.setattr(datasets, "_generate_mnist1d", boom)
     again = load_dataset(cfg)
     for k in ALL:
@@ -242,8 +307,25 @@ def test_mnist1d_generated_and_cached(tmp_path, monkeypatch):
     assert len(small.x_test) == 100 and len(small.x_train) + len(small.x_val) == 400
 
 
+def test_a_runs_paths_cache_beats_the_environment(tmp_path, monkeypatch):
+    """A run loads its data inside datasets.cache_in(cfg.paths): paths.cache (which defaults to
+    RUNNER_CACHE_DIR through conf/paths) names the cache folder; outside it, with no run config,
+    the environment does."""
+    from runner.config import PathsConfig
+
+    monkeypatch.setenv("RUNNER_CACHE_DIR", str(tmp_path / "env"))
+    assert os.path.dirname(datasets.mnist1d_cache_path()) == str(tmp_path / "env")
+    with datasets.cache_in(PathsConfig(cache=str(tmp_path / "cfg"))):
+        assert os.path.dirname(datasets.mnist1d_cache_path()) == str(tmp_path / "cfg")
+        with datasets.cache_in(PathsConfig(cache="~/c")):  # ~ is the home folder
+            assert datasets.cache_dir() == os.path.expanduser("~/c")
+        assert datasets.cache_dir() == str(tmp_path / "cfg")
+    assert datasets.cache_dir() == str(tmp_path / "env")
+
+
 # ---------------------------------------------------------------------------------------------
 # csv
+
 
 def write(path, text):
     path.write_text(text)
@@ -252,12 +334,17 @@ def write(path, text):
 
 def test_csv(tmp_path):
     rng = np.random.default_rng(0)
-    lines = ["a,b,label,c"] + [f"{rng.normal():.4f},{i % 7},{[3, 5, 9][i % 3]},{rng.normal():.3f}"
-                               for i in range(60)]
+    lines = ["a,b,label,c"] + [
+        f"{rng.normal():.4f},{i % 7},{[3, 5, 9][i % 3]},{rng.normal():.3f}" for i in range(60)
+    ]
     p = write(tmp_path / "d.csv", "\n".join(lines) + "\n")
     ds = load_dataset(DataConfig(name="csv", path=p, target="label"))
-    assert (ds.task, ds.kind, ds.n_classes, ds.input_shape) == ("classification", "tabular", 3,
-                                                                (3,))
+    assert (ds.task, ds.kind, ds.n_classes, ds.input_shape) == (
+        "classification",
+        "tabular",
+        3,
+        (3,),
+    )
     assert sorted(np.unique(ys(ds))) == [0, 1, 2]
     ds = load_dataset(DataConfig(name="csv", path=p, target="b", preprocessing="none"))
     assert ds.task == "classification" and ds.n_classes == 7  # 7 integer values
@@ -270,16 +357,27 @@ def test_csv(tmp_path):
 
 def test_csv_errors(tmp_path):
     good = "a,b,c\n" + "".join(f"{i},{i * 2},{i % 2}\n" for i in range(20))
-    err(DataConfig(name="csv", path=str(tmp_path / "nope.csv"), target="c"),
-        "data.path=", "nope.csv", "no such file")
+    err(
+        DataConfig(name="csv", path=str(tmp_path / "nope.csv"), target="c"),
+        "data.path=",
+        "nope.csv",
+        "no such file",
+    )
     p = write(tmp_path / "x.csv", good)
-    err(DataConfig(name="csv", path=p, target="price"), "data.target='price'",
-        "no such column in x.csv; columns: a, b, c")
+    err(
+        DataConfig(name="csv", path=p, target="price"),
+        "data.target='price'",
+        "no such column in x.csv; columns: a, b, c",
+    )
     bad = good.splitlines()
     bad[6] = "5,abc,1"
     p = write(tmp_path / "bad.csv", "\n".join(bad))
-    err(DataConfig(name="csv", path=p, target="c"), "bad.csv", "row 7, column 'b'",
-        "'abc' is not a number")
+    err(
+        DataConfig(name="csv", path=p, target="c"),
+        "bad.csv",
+        "row 7, column 'b'",
+        "'abc' is not a number",
+    )
     bad[6] = "5,,1"
     p = write(tmp_path / "miss.csv", "\n".join(bad))
     err(DataConfig(name="csv", path=p, target="c"), "row 7, column 'b'", "missing value")
@@ -292,13 +390,22 @@ def test_csv_errors(tmp_path):
     p = write(tmp_path / "nohead.csv", "1,2,3\n4,5,6\n")
     err(DataConfig(name="csv", path=p, target="y"), "data.target='y'", "header")
     p = write(tmp_path / "neg.csv", "a,y\n" + "".join(f"{i},{i - 3.5}\n" for i in range(20)))
-    err(DataConfig(name="csv", path=p, target="y", task="log_regression"),
-        "data.task=log_regression", "must be positive (min -3.5)")
-    err(DataConfig(name="csv", path=p, target="y", task="classification"),
-        "data.task=classification", "not integer")
+    err(
+        DataConfig(name="csv", path=p, target="y", task="log_regression"),
+        "data.task=log_regression",
+        "must be positive (min -3.5)",
+    )
+    err(
+        DataConfig(name="csv", path=p, target="y", task="classification"),
+        "data.task=classification",
+        "not integer",
+    )
     p = write(tmp_path / "three.csv", "a,y\n" + "".join(f"{i},{i % 3}\n" for i in range(20)))
-    err(DataConfig(name="csv", path=p, target="y", task="binary"), "data.task=binary",
-        "has 3 classes")
+    err(
+        DataConfig(name="csv", path=p, target="y", task="binary"),
+        "data.task=binary",
+        "has 3 classes",
+    )
     err(DataConfig(name="csv", path=str(tmp_path), target="y"), "is a folder")
     err(DataConfig(name="csv", path=None, target="y"), "data.path=null")
     err(DataConfig(name="csv", path=p, target=None), "data.target=null")
@@ -307,16 +414,25 @@ def test_csv_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # npz
 
+
 def test_npz(tmp_path):
     rng = np.random.default_rng(0)
-    cases = [((40, 5), "tabular", (5,)), ((40, 30, 2), "sequence", (30, 2)),
-             ((40, 6, 7), "image", (6, 7, 1)), ((40, 6, 7, 3), "image", (6, 7, 3))]
+    cases = [
+        ((40, 5), "tabular", (5,)),
+        ((40, 30, 2), "sequence", (30, 2)),
+        ((40, 6, 7), "image", (6, 7, 1)),
+        ((40, 6, 7, 3), "image", (6, 7, 3)),
+    ]
     for shape, kind, input_shape in cases:
         p = str(tmp_path / f"{kind}{len(shape)}.npz")
         np.savez(p, x=rng.normal(size=shape), y=rng.integers(0, 4, 40))
         ds = load_dataset(DataConfig(name="npz", path=p))
-        assert (ds.kind, ds.input_shape, ds.task, ds.n_classes) == (kind, input_shape,
-                                                                    "classification", 4)
+        assert (ds.kind, ds.input_shape, ds.task, ds.n_classes) == (
+            kind,
+            input_shape,
+            "classification",
+            4,
+        )
     p = str(tmp_path / "seq.npz")
     np.savez(p, x=rng.normal(size=(40, 12)), y=rng.normal(size=40) + 10, kind="sequence")
     ds = load_dataset(DataConfig(name="npz", path=p))
@@ -346,18 +462,24 @@ def test_npz_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # idx
 
+
 def idx_bytes(a, code=0x08):
-    return struct.pack(">BBBB", 0, 0, code, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape) + \
-        a.astype(">u1").tobytes()
+    return (
+        struct.pack(">BBBB", 0, 0, code, a.ndim)
+        + struct.pack(f">{a.ndim}I", *a.shape)
+        + a.astype(">u1").tobytes()
+    )
 
 
 def write_idx(folder, n_train=50, n_test=20, gz=(), hw=(28, 28)):
     rng = np.random.default_rng(0)
     folder.mkdir(exist_ok=True)
-    arrays = {"train-images-idx3-ubyte": rng.integers(0, 256, (n_train, *hw), dtype=np.uint8),
-              "train-labels-idx1-ubyte": (np.arange(n_train) % 10).astype(np.uint8),
-              "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, *hw), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10).astype(np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, *hw), dtype=np.uint8),
+        "train-labels-idx1-ubyte": (np.arange(n_train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, *hw), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": (np.arange(n_test) % 10).astype(np.uint8),
+    }
     for name, a in arrays.items():
         if name in gz:
             with gzip.open(folder / (name + ".gz"), "wb") as f:
@@ -369,15 +491,21 @@ def write_idx(folder, n_train=50, n_test=20, gz=(), hw=(28, 28)):
 
 def test_idx(tmp_path):
     arrays = write_idx(tmp_path / "m", gz=("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
-    ds = load_dataset(DataConfig(name="idx", path=str(tmp_path / "m"), preprocessing="none",
-                                 val_fraction=0.2))
-    assert (ds.kind, ds.task, ds.n_classes, ds.input_shape) == ("image", "classification", 10,
-                                                                (28, 28, 1))
+    ds = load_dataset(
+        DataConfig(name="idx", path=str(tmp_path / "m"), preprocessing="none", val_fraction=0.2)
+    )
+    assert (ds.kind, ds.task, ds.n_classes, ds.input_shape) == (
+        "image",
+        "classification",
+        10,
+        (28, 28, 1),
+    )
     assert (len(ds.x_train), len(ds.x_val), len(ds.x_test)) == (40, 10, 20)
-    np.testing.assert_array_equal(ds.x_test[..., 0], 
-                                  (arrays["t10k-images-idx3-ubyte"] / 255.0).astype(np.float32))
+    np.testing.assert_array_equal(
+        ds.x_test[..., 0], (arrays["t10k-images-idx3-ubyte"] / 255.0).astype(np.float32)
+    )
     np.testing.assert_array_equal(ds.y_test, arrays["t10k-labels-idx1-ubyte"])
-    assert 0 <= xs(ds).min() and xs(ds).max() <= 1
+    assert xs(ds).min() >= 0 and xs(ds).max() <= 1
     raw = datasets.read_idx(str(tmp_path / "m" / "train-images-idx3-ubyte.gz"), "k")
     np.testing.assert_array_equal(raw, arrays["train-images-idx3-ubyte"])
     small = load_dataset(DataConfig(name="idx", path=str(tmp_path / "m"), max_samples=35))
@@ -389,8 +517,11 @@ def test_idx_errors(tmp_path):
     folder = tmp_path / "m"
     write_idx(folder)
     os.remove(folder / "t10k-labels-idx1-ubyte")
-    msg = err(DataConfig(name="idx", path=str(folder)), f"data.path={str(folder)!r}",
-              "t10k-labels-idx1-ubyte")
+    msg = err(
+        DataConfig(name="idx", path=str(folder)),
+        f"data.path={str(folder)!r}",
+        "t10k-labels-idx1-ubyte",
+    )
     assert "train-images-idx3-ubyte" in msg
     write_idx(folder)
     (folder / "train-labels-idx1-ubyte").write_bytes(b"\x01\x02\x08\x01" + b"\0" * 10)
@@ -407,25 +538,35 @@ def test_idx_errors(tmp_path):
 def test_idx_empty_images_and_non_integer_labels(tmp_path):
     folder = tmp_path / "m"
     write_idx(folder, hw=(0, 0))  # was a ZeroDivisionError when the model was built
-    err(DataConfig(name="idx", path=str(folder)), f"data.path={str(folder)!r}", "0x0 pixels",
-        "at least 1x1")
+    err(
+        DataConfig(name="idx", path=str(folder)),
+        f"data.path={str(folder)!r}",
+        "0x0 pixels",
+        "at least 1x1",
+    )
 
     def labels(values):  # float32 labels (IDX type 0x0D)
         a = np.asarray(values, ">f4")
         return struct.pack(">BBBBI", 0, 0, 0x0D, 1, len(a)) + a.tobytes()
+
     write_idx(folder)
     (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 3 + 0.7))
     # were truncated to 0, 1, 2 (and NaN became the one class -9.2e18)
-    err(DataConfig(name="idx", path=str(folder)), f"data.path={str(folder)!r}",
-        "train-labels-idx1-ubyte", "50 labels that are not integers (e.g. 0.7)")
+    err(
+        DataConfig(name="idx", path=str(folder)),
+        f"data.path={str(folder)!r}",
+        "train-labels-idx1-ubyte",
+        "50 labels that are not integers (e.g. 0.7)",
+    )
     (folder / "train-labels-idx1-ubyte").write_bytes(labels([np.nan] * 50))
     err(DataConfig(name="idx", path=str(folder)), "data.path=", "(e.g. nan)", "integers")
     (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 10))
     assert load_dataset(DataConfig(name="idx", path=str(folder))).n_classes == 10  # 3.0 is 3
     # regression takes real-valued labels as they are
     (folder / "train-labels-idx1-ubyte").write_bytes(labels(np.arange(50) % 3 + 0.7))
-    ds = load_dataset(DataConfig(name="idx", path=str(folder), task="regression",
-                                 preprocessing="none"))
+    ds = load_dataset(
+        DataConfig(name="idx", path=str(folder), task="regression", preprocessing="none")
+    )
     assert ds.task == "regression" and set(np.round(ds.y_train.astype(float), 4)) == {0.7, 1.7, 2.7}
 
 
@@ -433,11 +574,19 @@ def test_user_files_non_integer_classes_name_the_path(tmp_path):
     p = str(tmp_path / "f.npz")
     np.savez(p, x=np.zeros((30, 2)), y=np.arange(30) % 3 + 0.5)
     assert load_dataset(DataConfig(name="npz", path=p)).task == "regression"  # auto: allowed
-    err(DataConfig(name="npz", path=p, task="classification"), f"data.path={p!r}",
-        "not integer class labels (e.g. 0.5)", "data.task=classification")
+    err(
+        DataConfig(name="npz", path=p, task="classification"),
+        f"data.path={p!r}",
+        "not integer class labels (e.g. 0.5)",
+        "data.task=classification",
+    )
     c = write(tmp_path / "f.csv", "a,y\n" + "".join(f"{i},{i % 3 + 0.25}\n" for i in range(30)))
-    err(DataConfig(name="csv", path=c, target="y", task="binary"), f"data.path={c!r}",
-        "(e.g. 0.25)", "data.task=binary")
+    err(
+        DataConfig(name="csv", path=c, target="y", task="binary"),
+        f"data.path={c!r}",
+        "(e.g. 0.25)",
+        "data.task=binary",
+    )
 
 
 def test_npz_without_features_or_examples(tmp_path):
@@ -453,15 +602,22 @@ def test_npz_without_features_or_examples(tmp_path):
 def test_csv_duplicated_column_names(tmp_path):
     p = write(tmp_path / "dup.csv", "a,a,label,b,b\n" + "1,2,0,3,4\n" * 30)
     # was: data.target=a silently took the first of the two
-    err(DataConfig(name="csv", path=p, target="a"), f"data.path={p!r}",
-        "'a' (columns 1, 2), 'b' (columns 4, 5)", "own name")
+    err(
+        DataConfig(name="csv", path=p, target="a"),
+        f"data.path={p!r}",
+        "'a' (columns 1, 2), 'b' (columns 4, 5)",
+        "own name",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 
+
 def test_import_is_light():
-    code = ("import sys, runner.data; bad = [m for m in ('sklearn', 'mnist1d', 'matplotlib', "
-            "'jax') if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, runner.data; bad = [m for m in ('sklearn', 'mnist1d', 'matplotlib', "
+        "'jax') if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -1,5 +1,6 @@
 """runner ensemble: the top-k trials of a sweep, their saved best weights, averaged probabilities.
 Copies of one trial ensemble to that trial; different members average as computed by hand."""
+
 from __future__ import annotations
 
 import json
@@ -8,16 +9,16 @@ import shutil
 import jax
 import numpy as np
 import pytest
+from conftest import TINY, compose, run_inprocess
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose, run_inprocess
 from runner import app
 from runner.checkpoint import load_params
 from runner.config import validate
-from runner.data import load_dataset
-from runner.tools.ensemble import combine, ensemble, main, member_predictions, score
 from runner.core.nn import build_model
 from runner.core.spec import make_hparams, make_spec
+from runner.data import load_dataset
+from runner.tools.ensemble import combine, ensemble, main, member_predictions, score
 
 
 def make_run(folder, overrides):
@@ -36,8 +37,10 @@ def runs(tmp_path_factory):
     return {
         "a": make_run(base / "a", ["trainer.epochs=3", "seed=0"]),
         "b": make_run(base / "b", ["trainer.epochs=3", "seed=1", "activation=tanh"]),
-        "c": make_run(base / "c", ["trainer.epochs=3", "seed=2", "model.depth=1",
-                                   "regularization.batchnorm=true"]),
+        "c": make_run(
+            base / "c",
+            ["trainer.epochs=3", "seed=2", "model.depth=1", "regularization.batchnorm=true"],
+        ),
         "other_split": make_run(base / "d", ["trainer.epochs=1", "data.split_seed=1"]),
         "regression": make_run(base / "r", ["trainer.epochs=2", "data=diabetes"]),
     }
@@ -86,7 +89,8 @@ def test_different_members_average_their_probabilities(runs, tmp_path):
     mean = np.mean([p for p, _ in hand], axis=0)
     assert r.ensemble_metric == pytest.approx(float(np.mean(mean.argmax(-1) == y)))
     assert r.ensemble_loss == pytest.approx(
-        float(-np.mean(np.log(mean[np.arange(len(y)), y]))), rel=1e-5)
+        float(-np.mean(np.log(mean[np.arange(len(y)), y]))), rel=1e-5
+    )
     # each member's number is its own probabilities' accuracy; ranks follow best_val_acc
     own = {k: float(np.mean(p.argmax(-1) == y)) for k, (p, _) in zip("abc", hand)}
     assert sorted(mb.metric for mb in r.members) == pytest.approx(sorted(own.values()))
@@ -111,10 +115,27 @@ def test_command_line_writes_ensemble_json(runs, tmp_path, capsys):
     assert data["top"] == 2 and len(data["members"]) == 2 and data["rank_by"] == "best_val_acc"
     assert data["skipped"] == {"status running": 1}
     assert set(data["ensemble"]) == {"test_acc", "test_loss"}
-    assert data["improvement"] == pytest.approx(data["ensemble"]["test_acc"]
-                                                - data["best_single"]["test_acc"])
-    assert main(["ensemble", str(sweep), "--top", "9", "--metric", "val_loss", "--split", "val",
-                 "--out", "-", "--json"]) == 0
+    assert data["improvement"] == pytest.approx(
+        data["ensemble"]["test_acc"] - data["best_single"]["test_acc"]
+    )
+    assert (
+        main(
+            [
+                "ensemble",
+                str(sweep),
+                "--top",
+                "9",
+                "--metric",
+                "val_loss",
+                "--split",
+                "val",
+                "--out",
+                "-",
+                "--json",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["rank_by"] == "best_val_loss" and data["mode"] == "min" and data["top"] == 3
     losses = [m["best_val_loss"] for m in data["members"]]
@@ -126,13 +147,16 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     for argv, start in (
-            ([str(mixed), "--top", "2"], "runner: error: 1: data.split_seed=1 but 0 has "
-                                         "data.split_seed=0"),
-            ([str(empty)], "runner: error: "),
-            ([str(tmp_path / "missing")], "runner: error: "),
-            ([str(mixed), "--top", "0"], "runner: error: --top 0"),
-            ([str(mixed), "--metric", "nope"], "runner: error: --metric nope"),
-            ([str(mixed), "--bogus"], "runner: error: runner ensemble: unrecognized")):
+        (
+            [str(mixed), "--top", "2"],
+            "runner: error: 1: data.split_seed=1 but 0 has data.split_seed=0",
+        ),
+        ([str(empty)], "runner: error: "),
+        ([str(tmp_path / "missing")], "runner: error: "),
+        ([str(mixed), "--top", "0"], "runner: error: --top 0"),
+        ([str(mixed), "--metric", "nope"], "runner: error: --metric nope"),
+        ([str(mixed), "--bogus"], "runner: error: runner ensemble: unrecognized"),
+    ):
         assert main(["ensemble", *argv]) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith(start) and err.count("\n") == 1, err
@@ -143,15 +167,42 @@ def test_bad_input_is_one_line(runs, tmp_path, capsys):
 def test_damaged_files_are_named_or_skipped(runs, tmp_path, capsys):
     sweep = sweep_of(tmp_path, runs["a"], runs["b"], runs["c"])
     bad = sweep / "2" / "metrics.json"
-    bad.write_bytes(b"\xff" + bad.read_bytes()[1:])   # not UTF-8: skipped, counted
+    bad.write_bytes(b"\xff" + bad.read_bytes()[1:])  # not UTF-8: skipped, counted
     npz = sweep / "0" / "best_params.npz"
     npz.write_bytes(b"not a zip" + npz.read_bytes()[9:])
     assert main(["ensemble", str(sweep), "--top", "2", "--out", "-"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"runner: error: {npz}: damaged, not a parameter file") and \
-        err.count("\n") == 1, err
+    assert (
+        err.startswith(f"runner: error: {npz}: damaged, not a parameter file")
+        and err.count("\n") == 1
+    ), err
     npz.unlink()  # no weights at all: skipped too
     assert main(["ensemble", str(sweep), "--top", "2", "--out", "-", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["skipped"] == {"unreadable metrics.json": 1, "no best_params.npz": 1}
     assert [m["trial"] for m in data["members"]] == ["1"]
+
+
+def test_members_are_evaluated_by_the_cores_compiled_forward_pass(runs):
+    """member_predictions runs runner.core.train.forward through the process's program cache:
+    a second evaluation of the same structure compiles nothing; the outputs are the core's."""
+    from runner.core import train
+    from runner.tools import ensemble as ens
+
+    assert not hasattr(ens, "EVAL_CHUNK")  # the core's chunking, not a second one
+    trial = ens.find_trials([runs["a"]])[0][0]
+    member_predictions(trial, "val")
+    stats = train.PROGRAMS.stats
+    compiles, hits = stats.compiles, stats.hits
+    pred, y, head = member_predictions(trial, "val")
+    assert (stats.compiles, stats.hits) == (compiles, hits + 1)
+    cfg = validate(OmegaConf.load(runs["a"] / ".hydra" / "config.yaml"))
+    ds = load_dataset(cfg.data)
+    spec = make_spec(cfg, ds)
+    params, batch_stats = load_params(runs["a"] / "best_params.npz")
+    hp = {k: jax.numpy.asarray(v) for k, v in make_hparams(cfg, spec).items()}
+    out = train.forward(spec, params, batch_stats, jax.numpy.asarray(ds.x_val), hp)
+    np.testing.assert_allclose(
+        pred, jax.nn.softmax(np.asarray(out, np.float64), axis=-1), rtol=1e-5, atol=1e-7
+    )
+    assert head == "softmax" and np.array_equal(y, ds.y_val)

@@ -3,6 +3,7 @@ composes) and joblib run the same sweep command as the default launcher and leav
 the same layout: <sweep dir>/<job>/ with metrics.json, curves.csv and .hydra/, and the sweep's
 summary.json, summary.csv and best.yaml. Each job runs in a process of its own that imports JAX,
 so every sweep here has two tiny trials. Needs the `cluster` extra (in the `test` extra too)."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY
 
 pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -27,9 +27,14 @@ SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLau
 
 def sweep(tmp_path, *args, env=None, timeout=120):
     d = tmp_path / "sweep"
-    p = subprocess.run(RUNNER + list(args) + [f"hydra.sweep.dir={d}"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=timeout,
-                       env=dict(os.environ, **(env or {})))
+    p = subprocess.run(
+        RUNNER + list(args) + [f"hydra.sweep.dir={d}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, **(env or {})),
+    )
     return p, d
 
 
@@ -58,20 +63,30 @@ def check_completed_sweep(p, d, lrs=("0.01", "0.1")):
     best = max(s["trials"], key=lambda r: r["objective"])
     assert s["best"]["job"] == best["job"]
     import yaml
-    assert yaml.safe_load((d / "best.yaml").read_text())["optimizer"]["lr"] == \
-        float(lrs[best["job"]])
+
+    assert yaml.safe_load((d / "best.yaml").read_text())["optimizer"]["lr"] == float(
+        lrs[best["job"]]
+    )
     return s
 
 
 def test_submitit_local_runs_a_two_job_sweep_end_to_end(tmp_path):
-    p, d = sweep(tmp_path, "hydra/launcher=submitit_local", *TINY, "trainer.progress=true",
-                 "optimizer.lr=0.01,0.1")
+    p, d = sweep(
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        *TINY,
+        "trainer.progress=true",
+        "optimizer.lr=0.01,0.1",
+    )
     check_completed_sweep(p, d)
     # each trial ran as a submitit job (a process of its own) with its log folder
     for job in (0, 1):
         hydra_yaml = (d / str(job) / ".hydra" / "hydra.yaml").read_text()
-        job_id = next(line.split(":", 1)[1].strip(" '") for line in hydra_yaml.splitlines()
-                      if line.strip().startswith("id:"))
+        job_id = next(
+            line.split(":", 1)[1].strip(" '")
+            for line in hydra_yaml.splitlines()
+            if line.strip().startswith("id:")
+        )
         out = (d / ".submitit" / job_id / f"{job_id}_0_log.out").read_text()
         err = (d / ".submitit" / job_id / f"{job_id}_0_log.err").read_text()
         assert f"job {job}: completed, best val_acc" in out
@@ -81,8 +96,9 @@ def test_submitit_local_runs_a_two_job_sweep_end_to_end(tmp_path):
 
 
 def test_joblib_runs_a_two_job_sweep_end_to_end(tmp_path):
-    p, d = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY,
-                 "optimizer.lr=0.01,0.1")
+    p, d = sweep(
+        tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TINY, "optimizer.lr=0.01,0.1"
+    )
     check_completed_sweep(p, d)
     # joblib's workers share the sweep's stdout: their one line per job comes through
     assert "job 0: completed, best val_acc" in p.stdout
@@ -110,8 +126,13 @@ def test_a_failing_trial_in_a_submitit_job_is_recorded_and_the_sweep_goes_on(tmp
 def test_a_crashed_submitit_job_is_a_failed_trial_with_its_last_error_line(tmp_path):
     # XLA aborts the job's process when JAX starts (an unknown flag): no result comes back.
     # (submitit waits 15 s for a result file before it gives up on a job: this test's time.)
-    p, d = sweep(tmp_path, "hydra/launcher=submitit_local", *TINY, "optimizer.lr=0.1",
-                 "+hydra.job.env_set.XLA_FLAGS=--xla_runner_no_such_flag")
+    p, d = sweep(
+        tmp_path,
+        "hydra/launcher=submitit_local",
+        *TINY,
+        "optimizer.lr=0.1",
+        "+hydra.job.env_set.XLA_FLAGS=--xla_runner_no_such_flag",
+    )
     assert p.returncode == 2  # every trial failed
     row = load(d / "summary.json")["trials"][0]
     assert row["status"] == "failed"
@@ -128,21 +149,28 @@ def test_describe_turns_submitit_errors_into_one_line():
     from submitit.core.utils import FailedJobError, UncompletedJobError
 
     from runner.shell import describe
+
     raised = FailedJobError(
         "Job (task=0) failed during processing with trace:\n----------------------\n"
-        "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
         "KeyboardInterrupt: stopped\n----------------------\n"
         "You can check full logs with 'job.stderr(0)' and 'job.stdout(0)'or at paths:\n"
-        "  - /s/.submitit/7/7_0_log.err\n  - /s/.submitit/7/7_0_log.out")
-    assert describe(raised) == ("the job raised KeyboardInterrupt: stopped "
-                                "(log: /s/.submitit/7/7_0_log.err)")
+        "  - /s/.submitit/7/7_0_log.err\n  - /s/.submitit/7/7_0_log.out"
+    )
+    assert describe(raised) == (
+        "the job raised KeyboardInterrupt: stopped (log: /s/.submitit/7/7_0_log.err)"
+    )
     died = UncompletedJobError(
         "Job 8_1 (task: 0) with path /s/.submitit/8_1/8_1_0_result.pkl\n"
         "has not produced any output (state: OUT_OF_MEMORY)\nError stream produced:\n"
-        + "-" * 40 + "\nslurmstepd: error: Detected 1 oom_kill event in StepId=8.batch\n")
-    assert describe(died) == ("job 8_1 ended without a result (state OUT_OF_MEMORY): slurmstepd: "
-                              "error: Detected 1 oom_kill event in StepId=8.batch "
-                              "(log: /s/.submitit/8_1/8_1_0_log.err)")
+        + "-" * 40
+        + "\nslurmstepd: error: Detected 1 oom_kill event in StepId=8.batch\n"
+    )
+    assert describe(died) == (
+        "job 8_1 ended without a result (state OUT_OF_MEMORY): slurmstepd: "
+        "error: Detected 1 oom_kill event in StepId=8.batch "
+        "(log: /s/.submitit/8_1/8_1_0_log.err)"
+    )
     refused = FailedJobError("sbatch: error: invalid partition specified: gpu\nmore")
     assert describe(refused) == "FailedJobError: sbatch: error: invalid partition specified: gpu"
 
@@ -150,19 +178,32 @@ def test_describe_turns_submitit_errors_into_one_line():
 # ---------------------------------------------------------------------------------------------
 # SLURM: conf/hydra/launcher/slurm.yaml
 
+
 def test_slurm_config_composes_to_submitits_slurm_launcher():
     from hydra import compose, initialize_config_dir
 
     from runner.help import conf_dir
+
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm",
-                                           "hydra.launcher.partition=gpu",
-                                           "hydra.launcher.mem_gb=32"], return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=[
+                "hydra/launcher=slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.mem_gb=32",
+            ],
+            return_hydra_config=True,
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == SLURM_TARGET
     assert launcher.partition == "gpu" and launcher.mem_gb == 32
-    assert (launcher.timeout_min, launcher.cpus_per_task, launcher.gpus_per_node,
-            launcher.array_parallelism, launcher.name) == (60, 4, 1, 64, "runner")
+    assert (
+        launcher.timeout_min,
+        launcher.cpus_per_task,
+        launcher.gpus_per_node,
+        launcher.array_parallelism,
+        launcher.name,
+    ) == (60, 4, 1, 64, "runner")
     assert launcher.submitit_folder.endswith("/.submitit/%j")  # in the sweep's folder
     assert cfg.hydra.sweeper._target_.endswith("RunnerSweeper")  # runner's sweeper still
     header = (conf_dir() / "hydra" / "launcher" / "slurm.yaml").read_text().splitlines()[1]
@@ -172,16 +213,23 @@ def test_slurm_config_composes_to_submitits_slurm_launcher():
 # ---------------------------------------------------------------------------------------------
 # joblib on a terminal: the sweep's progress bar is the only live display
 
-@pytest.mark.slow  # 15 s for how the terminal looks
+
+@pytest.mark.slow  # a whole joblib sweep on a pseudo-terminal (docs/performance.md)
 def test_joblib_jobs_on_a_terminal_leave_the_live_display_to_the_sweep(tmp_path):
     d = tmp_path / "sweep"
     master, slave = pty.openpty()
     env = dict(os.environ, COLUMNS="120", TERM="xterm-256color")
     env.pop("NO_COLOR", None)
-    cmd = RUNNER + ["hydra/launcher=joblib", *TINY, "trainer.progress=true",
-                    "optimizer.lr=0.01,0.1", f"hydra.sweep.dir={d}"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave,
-                            stderr=slave, env=env)
+    cmd = RUNNER + [
+        "hydra/launcher=joblib",
+        *TINY,
+        "trainer.progress=true",
+        "optimizer.lr=0.01,0.1",
+        f"hydra.sweep.dir={d}",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     chunks: list[bytes] = []
 
@@ -212,4 +260,4 @@ def test_joblib_jobs_on_a_terminal_leave_the_live_display_to_the_sweep(tmp_path)
     # each job's line first clears the line the sweep's bar is on
     for job in (0, 1):
         i = out.index(f"job {job}: completed")
-        assert out[i - 5:i] == "\r\x1b[2K", repr(out[i - 40:i + 20])
+        assert out[i - 5 : i] == "\r\x1b[2K", repr(out[i - 40 : i + 20])

@@ -1,11 +1,19 @@
 """Heads: losses, metrics, predictions and the weighted mean (runner.core.losses)."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from runner.core.losses import (batch_loss, finalize, metric, metric_name, per_example_loss, predict,
-                           weighted_mean)
+from runner.core.losses import (
+    batch_loss,
+    finalize,
+    metric,
+    metric_name,
+    per_example_loss,
+    predict,
+    weighted_mean,
+)
 
 
 def softmax(z):
@@ -20,8 +28,9 @@ def test_notes_softmax_example_and_cross_entropy():
     y = np.array([1])
     ce = np.asarray(per_example_loss("softmax", jnp.asarray(logits), jnp.asarray(y)))
     onehot = np.eye(5)[y]
-    np.testing.assert_allclose(ce, -(onehot * np.log(softmax(logits.astype(np.float64)))).sum(-1),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        ce, -(onehot * np.log(softmax(logits.astype(np.float64)))).sum(-1), rtol=1e-5
+    )
     assert ce[0] == pytest.approx(-np.log(0.9), abs=0.01)
 
 
@@ -43,8 +52,9 @@ def test_binary_cross_entropy_and_accuracy():
     bce = np.asarray(per_example_loss("sigmoid", jnp.asarray(z), jnp.asarray(y)))
     s = 1 / (1 + np.exp(-z[:, 0].astype(np.float64)))
     np.testing.assert_allclose(bce, -y * np.log(s) - (1 - y) * np.log(1 - s), rtol=1e-5)
-    np.testing.assert_array_equal(np.asarray(metric("sigmoid", jnp.asarray(z), jnp.asarray(y))),
-                                  [1, 1, 0, 0])
+    np.testing.assert_array_equal(
+        np.asarray(metric("sigmoid", jnp.asarray(z), jnp.asarray(y))), [1, 1, 0, 0]
+    )
     np.testing.assert_allclose(np.asarray(predict("sigmoid", jnp.asarray(z))), s, rtol=1e-6)
     assert metric_name("sigmoid") == "acc"
 
@@ -66,10 +76,12 @@ def test_log_mse_and_predict():
     y = np.array([2.0, 5.0, 0.5], np.float32)
     loss = np.asarray(per_example_loss("log_linear", jnp.asarray(out), jnp.asarray(y)))
     np.testing.assert_allclose(loss, (out[:, 0] - np.log(y)) ** 2, rtol=1e-5, atol=1e-7)
-    assert float(batch_loss("log_linear", jnp.asarray(out), jnp.asarray(y), jnp.ones(3))) == \
-        pytest.approx(np.mean((out[:, 0] - np.log(y)) ** 2), rel=1e-5)
-    np.testing.assert_allclose(np.asarray(predict("log_linear", jnp.asarray(out))),
-                               np.exp(out[:, 0]), rtol=1e-6)
+    assert float(
+        batch_loss("log_linear", jnp.asarray(out), jnp.asarray(y), jnp.ones(3))
+    ) == pytest.approx(np.mean((out[:, 0] - np.log(y)) ** 2), rel=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(predict("log_linear", jnp.asarray(out))), np.exp(out[:, 0]), rtol=1e-6
+    )
     assert metric_name("log_linear") == "rmse"
 
 
@@ -97,8 +109,9 @@ def test_padded_batch_gradient_is_finite_and_ignores_padding():
     out = jnp.array([[0.1], [0.2], [7.0]])
     val, g = jax.jit(jax.value_and_grad(loss))(out, y, w)
     assert np.isfinite(float(val))
-    np.testing.assert_allclose(float(val), np.mean((np.array([0.1, 0.2]) - np.log([2.0, 3.0])) ** 2),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        float(val), np.mean((np.array([0.1, 0.2]) - np.log([2.0, 3.0])) ** 2), rtol=1e-5
+    )
     assert np.all(np.isfinite(np.asarray(g))) and float(g[2, 0]) == 0.0
     # softmax: the weight-0 row changes nothing
     z = jnp.array([[1.0, 2.0], [0.5, -1.0], [100.0, -100.0]])
@@ -106,3 +119,16 @@ def test_padded_batch_gradient_is_finite_and_ignores_padding():
     full = float(batch_loss("softmax", z, yc, w))
     two = float(batch_loss("softmax", z[:2], yc[:2], jnp.ones(2)))
     assert full == pytest.approx(two, rel=1e-6)
+
+
+def test_which_way_a_metric_is_better_is_runner_rundirs_rule_alone():
+    """The core names a head's metric; runner.rundir alone says which way it is better (the core
+    imports no host module, so it keeps no rule of its own)."""
+    from runner import rundir
+    from runner.core import losses
+
+    assert not hasattr(losses, "higher_is_better")
+    assert rundir.higher_is_better(metric_name("softmax")) is True
+    assert rundir.higher_is_better(metric_name("sigmoid")) is True
+    assert rundir.higher_is_better(metric_name("linear")) is False
+    assert rundir.higher_is_better(metric_name("log_linear")) is False

@@ -1,4 +1,5 @@
 """Activations, initializers, dropout, batch norm and the models of runner.core.nn."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +13,18 @@ import pytest
 from jax.scipy.special import erf
 
 from runner.config import Config
-from runner.core.nn import (ACTIVATIONS, Activation, Layer, activation_fn, build_model,
-                       inverted_dropout, make_initializer, maxout)
-from runner.core.spec import Dataset, ModelSpec, make_hparams, make_spec
+from runner.core.nn import (
+    ACTIVATIONS,
+    Activation,
+    Layer,
+    activation_fn,
+    build_model,
+    inverted_dropout,
+    make_initializer,
+    maxout,
+)
+from runner.core.spec import ModelSpec, make_hparams, make_spec
+from runner.data import Dataset
 
 # rbg keys: same distributions, but XLA on CPU compiles them several times faster than threefry
 # (test_with_make_hparams keeps the default implementation).
@@ -26,18 +36,41 @@ def key(seed):
 
 
 def make_hp(**over):
-    hp = dict(negative_slope=0.1, elu_alpha=0.7, rrelu_lower=0.125, rrelu_upper=1 / 3,
-              dropout=[0.0, 0.0, 0.0], init_std=0.05, init_limit=0.2, init_value=0.3,
-              init_gain=2.0, init_bias=0.0)
+    hp = dict(
+        negative_slope=0.1,
+        elu_alpha=0.7,
+        rrelu_lower=0.125,
+        rrelu_upper=1 / 3,
+        dropout=[0.0, 0.0, 0.0],
+        init_std=0.05,
+        init_limit=0.2,
+        init_value=0.3,
+        init_gain=2.0,
+        init_bias=0.0,
+    )
     hp.update(over)
     return {k: np.asarray(v, np.float32) for k, v in hp.items()}
 
 
 def make_spec_(**over):
-    s = dict(arch="mlp", hidden=(8, 8), n_out=3, head="softmax", activation="relu",
-             prelu_per_unit=True, maxout_k=2, init="he_normal", batchnorm=False,
-             bn_position="before", bn_momentum=0.9, bn_eps=1e-5, dropout=False, conv_dim=0,
-             kernel_size=3, pool=2)
+    s = dict(
+        arch="mlp",
+        hidden=(8, 8),
+        n_out=3,
+        head="softmax",
+        activation="relu",
+        prelu_per_unit=True,
+        maxout_k=2,
+        init="he_normal",
+        batchnorm=False,
+        bn_position="before",
+        bn_momentum=0.9,
+        bn_eps=1e-5,
+        dropout=False,
+        conv_dim=0,
+        kernel_size=3,
+        pool=2,
+    )
     s.update(over)
     return ModelSpec(**s)
 
@@ -49,6 +82,7 @@ def rngs(key):
 
 # ---------------------------------------------------------------------------------------------
 # Activations
+
 
 def _sig(x):
     return 1 / (1 + np.exp(-x))
@@ -66,14 +100,22 @@ FORMULAS = {
     "relu": (lambda x: np.maximum(x, 0), lambda x: (x > 0) * 1.0),
     "leaky_relu": (lambda x: np.where(x >= 0, x, 0.1 * x), lambda x: np.where(x >= 0, 1, 0.1)),
     "prelu": (lambda x: np.where(x >= 0, x, 0.1 * x), lambda x: np.where(x >= 0, 1, 0.1)),
-    "rrelu": (lambda x: np.where(x >= 0, x, (1 / 8 + 1 / 3) / 2 * x),
-              lambda x: np.where(x >= 0, 1, (1 / 8 + 1 / 3) / 2)),
-    "elu": (lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
-            lambda x: np.where(x > 0, 1, 0.7 * np.exp(x))),
-    "selu": (lambda x: SELU_L * np.where(x > 0, x, SELU_A * np.expm1(x)),
-             lambda x: SELU_L * np.where(x > 0, 1, SELU_A * np.exp(x))),
-    "gelu": (lambda x: x * _phi(x),
-             lambda x: _phi(x) + x * np.exp(-x ** 2 / 2) / np.sqrt(2 * np.pi)),
+    "rrelu": (
+        lambda x: np.where(x >= 0, x, (1 / 8 + 1 / 3) / 2 * x),
+        lambda x: np.where(x >= 0, 1, (1 / 8 + 1 / 3) / 2),
+    ),
+    "elu": (
+        lambda x: np.where(x > 0, x, 0.7 * np.expm1(x)),
+        lambda x: np.where(x > 0, 1, 0.7 * np.exp(x)),
+    ),
+    "selu": (
+        lambda x: SELU_L * np.where(x > 0, x, SELU_A * np.expm1(x)),
+        lambda x: SELU_L * np.where(x > 0, 1, SELU_A * np.exp(x)),
+    ),
+    "gelu": (
+        lambda x: x * _phi(x),
+        lambda x: _phi(x) + x * np.exp(-(x**2) / 2) / np.sqrt(2 * np.pi),
+    ),
     "swish": (lambda x: x * _sig(x), lambda x: _sig(x) + x * _sig(x) * (1 - _sig(x))),
     "silu": (lambda x: x * _sig(x), lambda x: _sig(x) + x * _sig(x) * (1 - _sig(x))),
     "softplus": (lambda x: np.log1p(np.exp(x)), _sig),
@@ -164,8 +206,9 @@ def test_rrelu_random_in_training_mean_slope_in_eval():
 def test_maxout_takes_max_over_groups():
     x = jax.random.normal(KEY, (7, 12))
     np.testing.assert_array_equal(maxout(x, 3), np.asarray(x).reshape(7, 4, 3).max(-1))
-    np.testing.assert_array_equal(activation_fn("maxout", {}, k=4)(x),
-                                  np.asarray(x).reshape(7, 3, 4).max(-1))
+    np.testing.assert_array_equal(
+        activation_fn("maxout", {}, k=4)(x), np.asarray(x).reshape(7, 3, 4).max(-1)
+    )
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
@@ -189,15 +232,23 @@ def test_maxout_layer_has_k_times_the_parameters(arch):
 # ---------------------------------------------------------------------------------------------
 # Initializers
 
+
 @partial(jax.jit, static_argnums=(0, 1))
 def _init(name, shape, hp, key):
     return make_initializer(name, hp)(key, shape, jnp.float32)
 
 
-@pytest.mark.parametrize("name,var", [
-    ("he_normal", lambda i, o: 2 / i), ("he_uniform", lambda i, o: 2 / i),
-    ("glorot_normal", lambda i, o: 2 / (i + o)), ("glorot_uniform", lambda i, o: 2 / (i + o)),
-    ("lecun_normal", lambda i, o: 1 / i), ("lecun_uniform", lambda i, o: 1 / i)])
+@pytest.mark.parametrize(
+    "name,var",
+    [
+        ("he_normal", lambda i, o: 2 / i),
+        ("he_uniform", lambda i, o: 2 / i),
+        ("glorot_normal", lambda i, o: 2 / (i + o)),
+        ("glorot_uniform", lambda i, o: 2 / (i + o)),
+        ("lecun_normal", lambda i, o: 1 / i),
+        ("lecun_uniform", lambda i, o: 1 / i),
+    ],
+)
 @pytest.mark.parametrize("shape", [(400, 600), (3, 3, 40, 64)])
 def test_variance_scaling(name, var, shape):
     fan_in, fan_out = math.prod(shape[:-1]), math.prod(shape[:-2]) * shape[-1]
@@ -223,7 +274,7 @@ def test_normal_is_plain_not_truncated():
 def test_uniform_is_symmetric():
     w = np.asarray(_init("uniform", (400, 600), make_hp(init_limit=0.2), KEY), np.float64)
     assert w.min() >= -0.2 and w.max() < 0.2 and w.min() < -0.199 and w.max() > 0.199
-    assert abs(w.var() / (0.2 ** 2 / 3) - 1) < 0.02 and abs(w.mean()) < 0.002
+    assert abs(w.var() / (0.2**2 / 3) - 1) < 0.02 and abs(w.mean()) < 0.002
 
 
 @pytest.mark.parametrize("shape", [(300, 120), (120, 300)])
@@ -244,7 +295,8 @@ def test_zeros_and_constant():
 def test_model_uses_init_and_bias():
     spec = make_spec_(init="constant", hidden=(6,))
     params = build_model(spec, make_hp(init_value=0.3, init_bias=-0.5)).init(
-        rngs(KEY), jnp.ones((2, 4)), train=False)["params"]
+        rngs(KEY), jnp.ones((2, 4)), train=False
+    )["params"]
     for layer in (params["layer0"]["dense"], params["head"]):
         np.testing.assert_allclose(layer["kernel"], 0.3)
         np.testing.assert_allclose(layer["bias"], -0.5)
@@ -252,6 +304,7 @@ def test_model_uses_init_and_bias():
 
 # ---------------------------------------------------------------------------------------------
 # Dropout and batch norm
+
 
 def test_inverted_dropout():
     x = jnp.ones((200_000,))
@@ -269,8 +322,11 @@ def _dropout_model(hp, x, key):
     v = model.init(rngs(key), x, train=False)
     plain = build_model(dataclasses.replace(spec, dropout=False), hp)
     r = {"dropout": key}
-    return (model.apply(v, x, train=True, rngs=r), model.apply(v, x, train=False),
-            plain.apply(v, x, train=False))
+    return (
+        model.apply(v, x, train=True, rngs=r),
+        model.apply(v, x, train=False),
+        plain.apply(v, x, train=False),
+    )
 
 
 def test_dropout_in_model():
@@ -284,8 +340,7 @@ def test_dropout_in_model():
 
 
 def _bn_layer(position="before", activation="identity"):
-    spec = make_spec_(batchnorm=True, bn_position=position, activation=activation,
-                      bn_momentum=0.9)
+    spec = make_spec_(batchnorm=True, bn_position=position, activation=activation, bn_momentum=0.9)
     return Layer(spec, make_hp(), width=6, index=0)
 
 
@@ -302,15 +357,17 @@ def test_batchnorm_train_uses_batch_stats(position, activation):
     h = pre[1]["intermediates"]["dense"]["__call__"][0]
     if activation == "relu":
         h = jax.nn.relu(h)
-    np.testing.assert_allclose(layer.apply(v, x, False), h / np.sqrt(1 + 1e-5), rtol=1e-5,
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        layer.apply(v, x, False), h / np.sqrt(1 + 1e-5), rtol=1e-5, atol=1e-5
+    )
     stats = upd["batch_stats"]["bn"]
     np.testing.assert_allclose(stats["mean"], 0.1 * np.mean(h, 0), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(stats["var"], 0.9 + 0.1 * np.var(h, 0), rtol=1e-4)
     v2 = {"params": v["params"], **upd}
     y_eval = layer.apply(v2, x, False)
     np.testing.assert_allclose(
-        y_eval, (h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5), rtol=1e-4, atol=1e-4)
+        y_eval, (h - stats["mean"]) / np.sqrt(stats["var"] + 1e-5), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_batchnorm_mask_excludes_padded_rows():
@@ -323,8 +380,9 @@ def test_batchnorm_mask_excludes_padded_rows():
     yp, updp = layer.apply(v, padded, True, mask, mutable=["batch_stats"])
     np.testing.assert_allclose(yp[:20], y, rtol=1e-4, atol=1e-5)
     for k in ("mean", "var"):
-        np.testing.assert_allclose(updp["batch_stats"]["bn"][k], upd["batch_stats"]["bn"][k],
-                                   rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            updp["batch_stats"]["bn"][k], upd["batch_stats"]["bn"][k], rtol=1e-5, atol=1e-6
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,9 +468,11 @@ def test_with_make_hparams():
     x, y = np.random.default_rng(0).normal(size=(n, 8, 1)).astype(np.float32), np.arange(n) % 3
     ds = Dataset("mnist1d", "classification", "sequence", 3, x, y, x, y, x, y)
     cfg = Config()
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, name="cnn", width=4, depth=1),
-                              regularization=dataclasses.replace(
-                                  cfg.regularization, batchnorm=True, dropout=0.1))
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(cfg.model, name="cnn", width=4, depth=1),
+        regularization=dataclasses.replace(cfg.regularization, batchnorm=True, dropout=0.1),
+    )
     spec = make_spec(cfg, ds)
     hp = make_hparams(cfg, spec)
     # the default (threefry) key implementation
@@ -426,8 +486,13 @@ def test_deep_resmlp_keeps_activation_scale_bounded():
     x = jax.random.normal(key(1), (256, 32))
     stds = {}
     for depth in (2, 25):
-        spec = make_spec_(arch="resmlp", hidden=(64,) * depth, n_out=64, activation="identity",
-                          init="glorot_normal")
+        spec = make_spec_(
+            arch="resmlp",
+            hidden=(64,) * depth,
+            n_out=64,
+            activation="identity",
+            init="glorot_normal",
+        )
         model = build_model(spec, make_hp(dropout=[0.0] * depth))
         variables = model.init(rngs(key(2)), x)
         stds[depth] = float(jnp.std(model.apply(variables, x)))

@@ -1,5 +1,6 @@
 """Runs that keep their work: checkpoints and `runner resume` (in-process, bit for bit against
 the uninterrupted run), and the run folder a stop leaves (Ctrl-C, SIGTERM: `interrupted`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +13,7 @@ import pytest
 from conftest import TINY, compose
 
 from runner import app, stop
-from runner.checkpoint import (CheckpointError, read_checkpoint, restore_tree,
-                               save_checkpoint)
+from runner.checkpoint import CheckpointError, read_checkpoint, restore_tree, save_checkpoint
 from runner.config import validate
 from runner.data import load_dataset
 
@@ -71,11 +71,20 @@ def _resume_from(tmp_path, saved_entry):
 
 CASES = {
     # momentum + batch norm + dropout: optimizer state, running statistics, dropout RNG
-    "momentum_bn_dropout": ["optimizer=momentum", "optimizer.lr=0.05",
-                            "regularization.batchnorm=true", "regularization.dropout=0.2"],
+    "momentum_bn_dropout": [
+        "optimizer=momentum",
+        "optimizer.lr=0.05",
+        "regularization.batchnorm=true",
+        "regularization.dropout=0.2",
+    ],
     # Adam + a schedule + early stopping's counters
-    "adam_schedule_es": ["optimizer=adam", "optimizer.lr=0.01", "schedule=cosine",
-                         "regularization.early_stopping=true", "regularization.patience=1"],
+    "adam_schedule_es": [
+        "optimizer=adam",
+        "optimizer.lr=0.01",
+        "schedule=cosine",
+        "regularization.early_stopping=true",
+        "regularization.patience=1",
+    ],
 }
 
 
@@ -96,7 +105,7 @@ def test_stopped_then_resumed_equals_the_uninterrupted_run(tmp_path, case):
     _same(again, full)
     # checkpoints every 2 epochs and after the last: 2, 4, 6 (or fewer when it stopped early)
     epochs = [m["epoch"] for _, _, m in full_ckpts]
-    assert epochs[:-1] == list(range(2, full.metrics["epochs_run"], 2))[:len(epochs) - 1]
+    assert epochs[:-1] == list(range(2, full.metrics["epochs_run"], 2))[: len(epochs) - 1]
     assert epochs[-1] == full.metrics["epochs_run"]
 
 
@@ -111,13 +120,17 @@ def test_a_stop_before_the_first_epoch_keeps_an_honest_empty_run():
 
 def test_checkpoint_of_another_model_is_refused_naming_the_file(tmp_path):
     path = tmp_path / "checkpoint.npz"
-    save_checkpoint(path, {"params": {"head": {"kernel": np.zeros((16, 10), np.float32)}}}, None,
-                    {"epoch": 1})
+    save_checkpoint(
+        path, {"params": {"head": {"kernel": np.zeros((16, 10), np.float32)}}}, None, {"epoch": 1}
+    )
     arrays, _ = read_checkpoint(path)
     template = {"params": {"head": {"kernel": np.zeros((8, 10), np.float32)}}}
-    with pytest.raises(CheckpointError, match=r"checkpoint\.npz: state\['params'\]\['head'\]"
-                                              r"\['kernel'\] is float32\[16, 10\], the model "
-                                              r"needs float32\[8, 10\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint\.npz: state\['params'\]\['head'\]"
+        r"\['kernel'\] is float32\[16, 10\], the model "
+        r"needs float32\[8, 10\]",
+    ):
         restore_tree(arrays, "state", template, path)
     with pytest.raises(CheckpointError, match=r"has no state\['params'\]\['tail'\]"):
         restore_tree(arrays, "state", {"params": {"tail": np.zeros(1, np.float32)}}, path)
@@ -129,8 +142,11 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint.npz: not a readable checkpoint"):
         read_checkpoint(bad)
     bad.write_text("garbage")
-    with pytest.raises(CheckpointError, match=r"checkpoint.npz: not a readable checkpoint "
-                                              r"\(not an .npz file\)$"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"checkpoint.npz: not a readable checkpoint "
+        r"\(not an .npz file\)$",
+    ):
         read_checkpoint(bad)
     with pytest.raises(CheckpointError, match="no such file"):
         read_checkpoint(tmp_path / "missing.npz")
@@ -141,8 +157,9 @@ def test_restore_maps_arrays_by_path_not_by_order(tmp_path):
     save_checkpoint(tmp_path / "c.npz", tree, None, {"epoch": 1})
     arrays, meta = read_checkpoint(tmp_path / "c.npz")
     assert meta == {"version": 1, "epoch": 1}
-    back = restore_tree(arrays, "state", jax.tree_util.tree_map(np.zeros_like, tree),
-                        tmp_path / "c.npz")
+    back = restore_tree(
+        arrays, "state", jax.tree_util.tree_map(np.zeros_like, tree), tmp_path / "c.npz"
+    )
     assert np.array_equal(back["b"], tree["b"]) and np.array_equal(back["a"]["x"], tree["a"]["x"])
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -167,17 +184,60 @@ def test_best_weights_come_from_the_checkpoint_when_the_final_files_are_missing(
     """gradcheck --run and ensemble read weights through rundir.load_best: a run killed after a
     checkpoint (no best_params.npz yet) still has its best epoch's weights."""
     from runner import rundir
+
     res, saved = _fit(CASES["adam_schedule_es"], stop_after=2)
     state, best, meta = saved[-1]
     save_checkpoint(tmp_path / rundir.CHECKPOINT, state, best, meta)
     assert rundir.has_best(tmp_path) and not (tmp_path / rundir.BEST_PARAMS).exists()
     params, batch_stats = rundir.load_best(tmp_path)
     got = jax.tree_util.tree_leaves(params)
-    want = jax.tree_util.tree_leaves(jax.device_get(res.best_state["params"]))
+    want = jax.tree_util.tree_leaves(jax.device_get(res.best_state.params))
     assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want))
     assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(
-        {k: dict(v) for k, v in jax.device_get(res.best_state["params"]).items()})
+        {k: dict(v) for k, v in jax.device_get(res.best_state.params).items()}
+    )
     # a checkpoint from before any finite epoch keeps no best weights: one line naming it
     save_checkpoint(tmp_path / rundir.CHECKPOINT, state, None, meta)
     with pytest.raises(rundir.RunDirError, match="checkpoint.npz: keeps no best weights"):
         rundir.load_best(tmp_path)
+
+
+def test_a_checkpoint_written_when_the_state_was_a_dict_still_resumes(tmp_path):
+    """Before the state became a TrainState it was a dict, and its arrays were stored as
+    "state['params']...", "state['opt_state']...", "state['rng']", "state['step']". A file
+    written that way (by hand here, as that code wrote it) resumes to the uninterrupted run's
+    numbers, and a new checkpoint names its arrays exactly the same way."""
+    case = CASES["momentum_bn_dropout"]
+    full, _ = _fit(case)
+    _, saved = _fit(case, stop_after=2)
+    state, best, meta = saved[-1]
+    old_state = {
+        "params": state.params,
+        "batch_stats": state.batch_stats,
+        "opt_state": state.opt_state,
+        "rng": state.rng,
+        "step": state.step,
+    }
+    arrays = {}
+    for prefix, tree in (("state", old_state), ("best", best)):
+        flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+        arrays.update({prefix + jax.tree_util.keystr(p): np.asarray(a) for p, a in flat})
+    assert {
+        "state['rng']",
+        "state['step']",
+        "state['params']['head']['kernel']",
+        "state['batch_stats']['layer0']['bn']['mean']",
+        "best['params']['head']['kernel']",
+    } <= set(arrays)
+    assert any(k.startswith("state['opt_state'][") for k in arrays)
+    old = tmp_path / "old.npz"
+    np.savez(
+        old, __meta__=np.frombuffer(json.dumps({"version": 1, **meta}).encode(), np.uint8), **arrays
+    )
+    new = tmp_path / "new.npz"
+    save_checkpoint(new, state, best, meta)
+    assert set(read_checkpoint(new)[0]) == set(arrays)
+    stop.reset()
+    got, got_meta = read_checkpoint(old)
+    resumed, _ = _fit(case, resume=app.Resume(arrays=got, meta=got_meta, path=old))
+    _same(resumed, full)

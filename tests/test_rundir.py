@@ -3,6 +3,7 @@ non-UTF-8 byte, truncated JSON, bad YAML, a corrupt npz) give a status `unreadab
 naming the file, never a traceback; stale detection from pid, host and heartbeat; the one alias
 table and direction rule; atomic writes that name the target file when they fail. Run folders are
 written by hand (tests/test_compare.py's helpers), nothing is trained."""
+
 from __future__ import annotations
 
 import errno
@@ -15,9 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_compare import config, curve_rows, make_run, metrics_for, run_main
 
 from runner import rundir
-from test_compare import config, curve_rows, make_run, metrics_for, run_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,14 +28,19 @@ def three(tmp_path):
     """Three completed runs 0, 1, 2 (best_val_acc 0.8, 0.9, 0.7): run 1 is the best."""
     root = tmp_path / "sweep"
     for i, acc in enumerate((0.8, 0.9, 0.7)):
-        make_run(root / str(i), config("adam", 0.01, i), [f"seed={i}"], metrics_for(acc, 5, 1.0),
-                 curve_rows(acc, 5))
+        make_run(
+            root / str(i),
+            config("adam", 0.01, i),
+            [f"seed={i}"],
+            metrics_for(acc, 5, 1.0),
+            curve_rows(acc, 5),
+        )
     return root
 
 
 def poke(path: Path, at: int, byte: bytes = b"\xff") -> None:
     data = path.read_bytes()
-    path.write_bytes(data[:at] + byte + data[at + 1:])
+    path.write_bytes(data[:at] + byte + data[at + 1 :])
 
 
 def compare_json(root):
@@ -44,6 +50,7 @@ def compare_json(root):
 
 # ---------------------------------------------------------------------------------------------
 # a damaged file in one run of a sweep
+
 
 def damage(root: Path, how: str) -> str:
     """Damage run 1 (the best one); the reason its row must give."""
@@ -55,7 +62,7 @@ def damage(root: Path, how: str) -> str:
         poke(run / "curves.csv", 30)
         return "curves.csv: not UTF-8 (byte 0xff at 30)"
     text = (run / "metrics.json").read_text()
-    (run / "metrics.json").write_text(text[:len(text) // 2])
+    (run / "metrics.json").write_text(text[: len(text) // 2])
     return "metrics.json: not valid JSON ("
 
 
@@ -88,16 +95,25 @@ def test_compare_and_best_list_a_damaged_run_as_unreadable(three, how):
 def test_the_command_itself_exits_zero_with_a_damaged_run(three):
     damage(three, "metrics-utf8")
     for cmd in (["compare"], ["best"]):
-        p = subprocess.run([sys.executable, "-m", "runner", *cmd, str(three)],
-                           capture_output=True, text=True, timeout=60)
+        p = subprocess.run(
+            [sys.executable, "-m", "runner", *cmd, str(three)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert p.returncode == 0, p.stderr
         assert "Traceback" not in p.stderr and "not UTF-8 (byte 0xff at 17)" in p.stderr
 
 
 def test_damaged_config_and_interrupted_runs(three):
     (three / "2" / ".hydra" / "config.yaml").write_bytes(b"data: {name: \xffiris}\n")
-    interrupted = dict(metrics_for(0.6, 5, 1.0), status="interrupted", interrupted_by="SIGTERM",
-                       checkpoint="checkpoint.npz", epochs_run=3)
+    interrupted = dict(
+        metrics_for(0.6, 5, 1.0),
+        status="interrupted",
+        interrupted_by="SIGTERM",
+        checkpoint="checkpoint.npz",
+        epochs_run=3,
+    )
     make_run(three / "3", config("adam", 0.01, 3), ["seed=3"], interrupted, curve_rows(0.6, 3))
     code, rows, err = compare_json(three)
     assert code == 0, err
@@ -105,13 +121,15 @@ def test_damaged_config_and_interrupted_runs(three):
     assert rows["2"]["reason"].startswith(".hydra/config.yaml: not UTF-8 (byte 0xff at")
     assert rows["3"]["status"] == "interrupted" and rows["3"]["epochs_run"] == 3
     assert rows["3"]["reason"] is None and "3:" not in err
-    code, out, err = run_main(["compare", str(three), "--where", "status=interrupted",
-                               "--format", "csv"])
+    code, out, err = run_main(
+        ["compare", str(three), "--where", "status=interrupted", "--format", "csv"]
+    )
     assert code == 0 and out.splitlines()[1].startswith("3,interrupted")
 
 
 # ---------------------------------------------------------------------------------------------
 # runner plot
+
 
 def test_plot_a_run_whose_curves_lack_a_column(three, tmp_path):
     run = three / "0"
@@ -137,8 +155,11 @@ def test_plot_a_run_whose_curves_are_not_utf8(three):
 
 def test_missing_paths_are_named_as_given(three, tmp_path):
     """No outputs/ here: the message names the path given, not outputs."""
-    for args in (["plot", "/abs/nope"], ["compare", "--diff", str(three / "0"), "/abs/nope"],
-                 ["plot", "rel/nope"]):
+    for args in (
+        ["plot", "/abs/nope"],
+        ["compare", "--diff", str(three / "0"), "/abs/nope"],
+        ["plot", "rel/nope"],
+    ):
         code, out, err = run_main(args, cwd=tmp_path)
         assert code == 2 and err.count("\n") == 1, err
         name = args[-1]
@@ -147,15 +168,19 @@ def test_missing_paths_are_named_as_given(three, tmp_path):
 
 
 def test_plot_into_a_missing_folder_names_the_file(three):
-    code, out, err = run_main(["compare", str(three), "--plot", "/nonexistent/dir/x.png",
-                               "--format", "csv"])
+    code, out, err = run_main(
+        ["compare", str(three), "--plot", "/nonexistent/dir/x.png", "--format", "csv"]
+    )
     assert code == 2 and err.count("\n") == 1
-    assert err == ("runner: error: cannot write /nonexistent/dir/x.png: the folder "
-                   "/nonexistent/dir does not exist\n")
+    assert err == (
+        "runner: error: cannot write /nonexistent/dir/x.png: the folder "
+        "/nonexistent/dir does not exist\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # status: running, stale
+
 
 def dead_pid() -> int:
     p = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -167,8 +192,15 @@ def live(**fields) -> dict:
     """metrics.json of a run this process started a moment after it began."""
     now = time.time()
     born = rundir.process_started(os.getpid())
-    return {"status": "running", "pid": os.getpid(), "host": rundir.hostname(),
-            "heartbeat": now, "started": born + 1, "epochs_run": 2, **fields}
+    return {
+        "status": "running",
+        "pid": os.getpid(),
+        "host": rundir.hostname(),
+        "heartbeat": now,
+        "started": born + 1,
+        "epochs_run": 2,
+        **fields,
+    }
 
 
 def test_stale_detection():
@@ -176,12 +208,16 @@ def test_stale_detection():
     assert rundir.status_of(live(), now) == "running"
     dead = live(pid=dead_pid())
     assert rundir.status_of(dead, now) == "stale"
-    assert rundir.stale_reason(dead, now) == f"its process {dead['pid']} on " \
-                                             f"{rundir.hostname()} is gone"
+    assert (
+        rundir.stale_reason(dead, now) == f"its process {dead['pid']} on "
+        f"{rundir.hostname()} is gone"
+    )
     # a pid that a newer process reuses: that process started after the run did
     reused = live(started=rundir.process_started(os.getpid()) - 3600)
-    assert rundir.stale_reason(reused, now) == f"its process {os.getpid()} on " \
+    assert (
+        rundir.stale_reason(reused, now) == f"its process {os.getpid()} on "
         f"{rundir.hostname()} is gone (the pid now belongs to another)"
+    )
     old = live(heartbeat=now - 2 * 3600)
     assert rundir.status_of(old, now) == "stale"
     assert rundir.stale_reason(old, now) == "no heartbeat for 2.0 h"
@@ -217,6 +253,7 @@ def test_compare_shows_stale_runs(three):
 
 def test_sweep_rows_use_the_same_status(three, tmp_path):
     from runner.sweep.report import make_row, read_metrics
+
     trial = {"job": 4, "overrides": ["seed=4"], "params": {"seed": 4}}
     make_run(tmp_path / "4", config(), ["seed=4"], live(pid=dead_pid()))
     assert make_row(trial, tmp_path / "4", read_metrics(tmp_path / "4"))["status"] == "stale"
@@ -226,16 +263,27 @@ def test_sweep_rows_use_the_same_status(three, tmp_path):
 
 def test_the_lifecycle_is_one_table():
     assert rundir.FINAL == ("completed", "diverged", "failed", "interrupted")
-    assert set(rundir.STATUSES) == set(rundir.LIFECYCLE) == {
-        "running", "completed", "diverged", "failed", "interrupted", "stale", "unreadable",
-        "incomplete"}
+    assert (
+        set(rundir.STATUSES)
+        == set(rundir.LIFECYCLE)
+        == {
+            "running",
+            "completed",
+            "diverged",
+            "failed",
+            "interrupted",
+            "stale",
+            "unreadable",
+            "incomplete",
+        }
+    )
     assert set(rundir.WRITTEN) == set(rundir.FINAL) | {"running"}
-    assert all(isinstance(meaning, str) and meaning for _, _, meaning in
-               rundir.LIFECYCLE.values())
+    assert all(isinstance(meaning, str) and meaning for _, _, meaning in rundir.LIFECYCLE.values())
 
 
 # ---------------------------------------------------------------------------------------------
 # reading each file
+
 
 def test_reads_give_data_or_a_reason(tmp_path):
     run = tmp_path / "r"
@@ -249,26 +297,40 @@ def test_reads_give_data_or_a_reason(tmp_path):
     assert curves.fields == rundir.curve_fields("acc") and len(curves.rows) == 2
     assert rundir.read_diagnostics(run).missing
     cases = {
-        "metrics.json": [(b"", "metrics.json: empty"),
-                         (b"[1, 2]", "metrics.json: not a JSON object (a list)"),
-                         (b'{"status": 3}', "metrics.json: status is 3, not a string"),
-                         (b'{"status": "compl', "metrics.json: not valid JSON (Unterminated "
-                                                "string starting at: line 1 column 12; "
-                                                "truncated?)"),
-                         (b'{"a": 1,, "b"}', "metrics.json: not valid JSON (Expecting "
-                                             "property name enclosed in double quotes: line 1 "
-                                             "column 9)"),
-                         (b"[" * 100000, "metrics.json: not valid JSON")],
-        ".hydra/config.yaml": [(b"data: [unclosed\n", ".hydra/config.yaml: not valid YAML ("),
-                               (b"- 1\n", ".hydra/config.yaml: not a mapping of settings")],
+        "metrics.json": [
+            (b"", "metrics.json: empty"),
+            (b"[1, 2]", "metrics.json: not a JSON object (a list)"),
+            (b'{"status": 3}', "metrics.json: status is 3, not a string"),
+            (
+                b'{"status": "compl',
+                "metrics.json: not valid JSON (Unterminated "
+                "string starting at: line 1 column 12; "
+                "truncated?)",
+            ),
+            (
+                b'{"a": 1,, "b"}',
+                "metrics.json: not valid JSON (Expecting "
+                "property name enclosed in double quotes: line 1 "
+                "column 9)",
+            ),
+            (b"[" * 100000, "metrics.json: not valid JSON"),
+        ],
+        ".hydra/config.yaml": [
+            (b"data: [unclosed\n", ".hydra/config.yaml: not valid YAML ("),
+            (b"- 1\n", ".hydra/config.yaml: not a mapping of settings"),
+        ],
         ".hydra/overrides.yaml": [(b"a: 1\n", ".hydra/overrides.yaml: not a list")],
-        "diagnostics.csv": [(b"x,y\n1,2\n", "diagnostics.csv: no layer and epoch columns"),
-                            (b"layer,epoch\n\xfe", "diagnostics.csv: not UTF-8 (byte 0xfe "
-                                                   "at 12)")],
+        "diagnostics.csv": [
+            (b"x,y\n1,2\n", "diagnostics.csv: no layer and epoch columns"),
+            (b"layer,epoch\n\xfe", "diagnostics.csv: not UTF-8 (byte 0xfe at 12)"),
+        ],
     }
-    readers = {"metrics.json": rundir.read_metrics, ".hydra/config.yaml": rundir.read_config,
-               ".hydra/overrides.yaml": rundir.read_overrides,
-               "diagnostics.csv": rundir.read_diagnostics}
+    readers = {
+        "metrics.json": rundir.read_metrics,
+        ".hydra/config.yaml": rundir.read_config,
+        ".hydra/overrides.yaml": rundir.read_overrides,
+        "diagnostics.csv": rundir.read_diagnostics,
+    }
     for name, items in cases.items():
         for content, reason in items:
             (run / name).write_bytes(content)
@@ -283,21 +345,26 @@ def test_reads_give_data_or_a_reason(tmp_path):
     got = rundir.read_curves(run)
     assert got.ok and [r["epoch"] for r in got.data.rows] == [1.0, 2.0]
     assert got.data.rows[1]["val_acc"] != got.data.rows[1]["val_acc"]  # NaN
-    assert got.data.notes == ("curves.csv: 2 malformed lines left out (cells differ from the "
-                              "header's 2)",)
+    assert got.data.notes == (
+        "curves.csv: 2 malformed lines left out (cells differ from the header's 2)",
+    )
 
 
 def test_load_best(tmp_path):
     import numpy as np
 
     from runner.checkpoint import save_params
+
     run = tmp_path / "r"
     run.mkdir()
     with pytest.raises(rundir.RunDirError, match=f"^{run / 'best_params.npz'}: no such file"):
         rundir.load_best(run)
     assert not rundir.has_best(run)
-    save_params(run / "best_params.npz", {"layer0": {"dense": {"kernel": np.ones((2, 3))}}},
-                {"layer0": {"bn": {"mean": np.zeros(3)}}})
+    save_params(
+        run / "best_params.npz",
+        {"layer0": {"dense": {"kernel": np.ones((2, 3))}}},
+        {"layer0": {"bn": {"mean": np.zeros(3)}}},
+    )
     params, stats = rundir.load_best(run)
     assert params["layer0"]["dense"]["kernel"].shape == (2, 3)
     assert stats["layer0"]["bn"]["mean"].tolist() == [0, 0, 0]
@@ -310,13 +377,13 @@ def test_load_best(tmp_path):
 
 def test_gradcheck_run_with_a_damaged_config_names_the_file(tmp_path, capsys):
     from runner.tools.gradcheck import main
+
     run = tmp_path / "r"
     make_run(run, config(), [], metrics_for(0.5, 2, 1.0))
     poke(run / ".hydra" / "config.yaml", 3)
     assert main(["gradcheck", "--run", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err == (f"runner: error: --run {run}: .hydra/config.yaml: not UTF-8 (byte 0xff "
-                   f"at 3)\n")
+    assert err == (f"runner: error: --run {run}: .hydra/config.yaml: not UTF-8 (byte 0xff at 3)\n")
 
 
 def test_lessons_reads_through_rundir(three, capsys, monkeypatch):
@@ -338,31 +405,46 @@ def test_lessons_reads_through_rundir(three, capsys, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # metric names and direction: one table, one rule
 
+
 def test_one_alias_table_and_one_direction_rule():
-    from runner.tools import ensemble
     from runner.compare import results
+    from runner.tools import ensemble
+
     assert rundir.canonical("val_acc") == "best_val_acc"
     assert rundir.canonical("loss") == "best_val_loss" and rundir.canonical("time") == "wall_time"
     for name in ("best_val_acc", "test_acc", "val_acc", "acc", "final_train_acc"):
         assert rundir.higher_is_better(name) is True and rundir.better(name) == "max"
-    for name in ("best_val_loss", "loss", "test_rmse", "rmse", "wall_time", "time",
-                 "compile_time", "final_train_loss"):
+    for name in (
+        "best_val_loss",
+        "loss",
+        "test_rmse",
+        "rmse",
+        "wall_time",
+        "time",
+        "compile_time",
+        "final_train_loss",
+    ):
         assert rundir.higher_is_better(name) is False and rundir.better(name) == "min"
     for name in ("best_epoch", "epochs_run", "params", "cv_mean"):
         assert rundir.higher_is_better(name) is None
     # no second table or rule left behind
     assert not hasattr(results, "METRIC_ALIASES") and not hasattr(ensemble, "ALIASES")
     assert results.ALIASES is rundir.ALIASES
-    from runner.core.losses import higher_is_better
-    assert higher_is_better("softmax") is True and higher_is_better("linear") is False
+    # the core names a head's metric; which way it is better is rundir's rule alone
+    from runner.core import losses
+
+    assert not hasattr(losses, "higher_is_better")
+    assert rundir.higher_is_better(losses.metric_name("softmax")) is True
+    assert rundir.higher_is_better(losses.metric_name("linear")) is False
 
 
 def test_compare_sorts_and_marks_best_by_the_rule(three, monkeypatch):
-    from runner.compare.table import choose_columns, default_sort
     from runner.compare.results import Keys, load_runs
+    from runner.compare.table import choose_columns, default_sort
 
     class Args:
         keep, drop, all = [], [], False
+
     runs = load_runs([three])
     keys = Keys(runs)
     cols = choose_columns(Args, keys, runs, [], default_sort(runs, keys), "table")[0]
@@ -381,13 +463,16 @@ def test_compare_sorts_and_marks_best_by_the_rule(three, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # writing
 
+
 def test_a_failed_write_names_the_target_file(tmp_path, monkeypatch):
     from runner.shell import describe
+
     target = tmp_path / "metrics.json"
     target.write_text('{"status": "running"}\n')
 
     def full(fd, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(os, "write", full)
     with pytest.raises(OSError) as e:
         rundir.write_json(target, {"status": "completed"})
@@ -406,7 +491,7 @@ def test_a_failed_write_names_the_target_file(tmp_path, monkeypatch):
 def test_atomic_write_writes_text_as_utf8_and_bytes_as_they_are(tmp_path):
     rundir.atomic_write(tmp_path / "a.txt", "é\n")
     rundir.atomic_write(tmp_path / "b.bin", b"\xff\x00")
-    assert (tmp_path / "a.txt").read_bytes() == "é\n".encode("utf-8")
+    assert (tmp_path / "a.txt").read_bytes() == "é\n".encode()
     assert (tmp_path / "b.bin").read_bytes() == b"\xff\x00"
     umask = os.umask(0)
     os.umask(umask)
@@ -416,11 +501,12 @@ def test_atomic_write_writes_text_as_utf8_and_bytes_as_they_are(tmp_path):
 
 
 def test_rundir_imports_nothing_heavy():
-    code = ("import sys, runner.rundir, runner.compare.results\n"
-            "print([m for m in ('jax', 'numpy', 'hydra', 'omegaconf', 'yaml') "
-            "if m in sys.modules])\n")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       timeout=60)
+    code = (
+        "import sys, runner.rundir, runner.compare.results\n"
+        "print([m for m in ('jax', 'numpy', 'hydra', 'omegaconf', 'yaml') "
+        "if m in sys.modules])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "[]"
 
@@ -436,11 +522,13 @@ def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monk
 
     from runner import runtime
     from runner.help import conf_dir
+
     monkeypatch.chdir(tmp_path)
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         cfg = compose("config", return_hydra_config=True)
-    OmegaConf.register_new_resolver("now", lambda p: datetime(2026, 1, 2, 3, 4, 5).strftime(p),
-                                    replace=True)
+    OmegaConf.register_new_resolver(
+        "now", lambda p: datetime(2026, 1, 2, 3, 4, 5).strftime(p), replace=True
+    )
     try:
         dirs = []
         for _ in range(3):
@@ -448,8 +536,12 @@ def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monk
             dirs.append(cfg.hydra.run.dir)
             assert cfg.hydra.run.dir == dirs[-1]  # one process resolves it to one folder
     finally:  # Hydra's own `now` back
-        OmegaConf.register_new_resolver("now", lambda p: datetime.now().strftime(p),
-                                        use_cache=True, replace=True)
-    assert dirs == ["outputs/2026-01-02/03-04-05", "outputs/2026-01-02/03-04-05-1",
-                    "outputs/2026-01-02/03-04-05-2"]
+        OmegaConf.register_new_resolver(
+            "now", lambda p: datetime.now().strftime(p), use_cache=True, replace=True
+        )
+    assert dirs == [
+        "outputs/2026-01-02/03-04-05",
+        "outputs/2026-01-02/03-04-05-1",
+        "outputs/2026-01-02/03-04-05-2",
+    ]
     assert all((tmp_path / d).is_dir() for d in dirs)

@@ -1,20 +1,29 @@
 """In-process training runs: every option of every config group trains one short epoch on tiny
 data and writes its outputs; plus the properties of the training loop itself."""
+
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
-
 from conftest import run_inprocess
+
 from runner import app
 from runner.core import train
 from runner.help import conf_dir
 
-GROUPS = ["data", "model", "activation", "init", "optimizer", "schedule", "regularization",
-          "trainer", "experiment"]
+GROUPS = [
+    "data",
+    "model",
+    "activation",
+    "init",
+    "optimizer",
+    "schedule",
+    "regularization",
+    "trainer",
+    "experiment",
+]
 
 
 def _options():
@@ -55,35 +64,52 @@ def test_same_seed_same_metrics(tmp_path):
         m = json.loads((tmp_path / str(i) / "metrics.json").read_text())
         runs.append({k: v for k, v in m.items() if not k.endswith("_time")})
     assert runs[0] == runs[1]
-    assert (tmp_path / "0" / "curves.csv").read_text().split("\n")[1].split(",")[:8] == \
-        (tmp_path / "1" / "curves.csv").read_text().split("\n")[1].split(",")[:8]
+    assert (tmp_path / "0" / "curves.csv").read_text().split("\n")[1].split(",")[:8] == (
+        tmp_path / "1" / "curves.csv"
+    ).read_text().split("\n")[1].split(",")[:8]
     _, other = run_inprocess(["trainer.epochs=2", "regularization.dropout=0.2", "seed=6"])
     assert other.metrics["final_train_loss"] != runs[0]["final_train_loss"]
 
 
 def test_runs_differing_only_in_numbers_compile_once():
-    base = ["optimizer=momentum", "schedule=time_based", "activation=leaky_relu",
-            "regularization.dropout=0.1", "regularization.clip_norm=1.0",
-            "regularization.l2=1e-4"]
+    base = [
+        "optimizer=momentum",
+        "schedule=time_based",
+        "activation=leaky_relu",
+        "regularization.dropout=0.1",
+        "regularization.clip_norm=1.0",
+        "regularization.l2=1e-4",
+    ]
     run_inprocess(base + ["optimizer.lr=0.01"])
-    before = train.STATS["compiles"]
-    _, r = run_inprocess(base + ["optimizer.lr=0.05", "optimizer.momentum=0.5",
-                                 "schedule.k=0.3", "activation.negative_slope=0.2",
-                                 "regularization.dropout=0.3", "regularization.l2=1e-3",
-                                 "regularization.weight_decay=1e-4", "regularization.clip_norm=2",
-                                 "init=he_uniform", "seed=9"])
-    assert train.STATS["compiles"] == before + 1  # only init_state: a new initializer
+    before = train.PROGRAMS.stats.compiles
+    _, r = run_inprocess(
+        base
+        + [
+            "optimizer.lr=0.05",
+            "optimizer.momentum=0.5",
+            "schedule.k=0.3",
+            "activation.negative_slope=0.2",
+            "regularization.dropout=0.3",
+            "regularization.l2=1e-3",
+            "regularization.weight_decay=1e-4",
+            "regularization.clip_norm=2",
+            "init=he_uniform",
+            "seed=9",
+        ]
+    )
+    assert train.PROGRAMS.stats.compiles == before + 1  # only init_state: a new initializer
     run_inprocess(base + ["optimizer.lr=0.2", "seed=3"])
-    assert train.STATS["compiles"] == before + 1
+    assert train.PROGRAMS.stats.compiles == before + 1
     assert r.status == "completed"
     # whether a penalty exists at all is structure (a zero one is left out of the program)
     run_inprocess(base + ["regularization.l2=0"])
-    assert train.STATS["compiles"] > before + 1
+    assert train.PROGRAMS.stats.compiles > before + 1
 
 
 def test_diverged_run_is_recorded_not_crashed(tmp_path):
-    _, r = run_inprocess(["optimizer=sgd", "optimizer.lr=1e6", "trainer.epochs=5",
-                          "init=normal", "init.std=3"])
+    _, r = run_inprocess(
+        ["optimizer=sgd", "optimizer.lr=1e6", "trainer.epochs=5", "init=normal", "init.std=3"]
+    )
     assert r.status == "diverged"
     assert r.metrics["diverged_epoch"] == len(r.history) <= 5
     app.write_run(tmp_path, r, plot=True)
@@ -94,8 +120,14 @@ def test_diverged_run_is_recorded_not_crashed(tmp_path):
 
 
 def test_early_stopping_restores_best():
-    _, r = run_inprocess(["regularization=early_stopping", "regularization.patience=1",
-                          "regularization.min_delta=0.5", "trainer.epochs=10"])
+    _, r = run_inprocess(
+        [
+            "regularization=early_stopping",
+            "regularization.patience=1",
+            "regularization.min_delta=0.5",
+            "trainer.epochs=10",
+        ]
+    )
     # min_delta 0.5 in accuracy can never be met after the first epoch: stop after 1 + patience
     assert r.metrics["stopped_early"] is True
     assert r.metrics["epochs_run"] == 3
@@ -104,13 +136,25 @@ def test_early_stopping_restores_best():
 
 
 def test_batching_counts_iterations():
-    _, keep = run_inprocess(["trainer.batch_size=32", "data.max_samples=100",
-                             "data.val_fraction=0.2", "data.test_fraction=0.2"])
+    _, keep = run_inprocess(
+        [
+            "trainer.batch_size=32",
+            "data.max_samples=100",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.2",
+        ]
+    )
     assert keep.metrics["n_train"] == 60
     assert keep.metrics["steps_per_epoch"] == 2  # 32 + a partial batch of 28
-    _, drop = run_inprocess(["trainer.batch_size=32", "trainer.drop_last=true",
-                             "data.max_samples=100", "data.val_fraction=0.2",
-                             "data.test_fraction=0.2"])
+    _, drop = run_inprocess(
+        [
+            "trainer.batch_size=32",
+            "trainer.drop_last=true",
+            "data.max_samples=100",
+            "data.val_fraction=0.2",
+            "data.test_fraction=0.2",
+        ]
+    )
     assert drop.metrics["steps_per_epoch"] == 1
     _, sgd = run_inprocess(["trainer.batch_size=1", "data.max_samples=40"])
     assert sgd.metrics["steps_per_epoch"] == sgd.metrics["n_train"]
@@ -143,8 +187,10 @@ def test_abort_when_loss_exceeds_3x_initial():
 def test_k_fold_cross_validation():
     from runner.app import folds
     from runner.data import load_dataset
-    cfg, r = run_inprocess(["data=iris", "data.max_samples=150", "trainer.cv_folds=3",
-                            "trainer.epochs=2"])
+
+    cfg, r = run_inprocess(
+        ["data=iris", "data.max_samples=150", "trainer.cv_folds=3", "trainer.epochs=2"]
+    )
     m = r.metrics
     assert m["cv_folds"] == 3 and len(m["cv_scores"]) == 3
     assert m["cv_mean"] == pytest.approx(sum(m["cv_scores"]) / 3)

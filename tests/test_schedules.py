@@ -1,4 +1,5 @@
 """Learning-rate schedules against their closed forms (runner.core.schedules)."""
+
 import functools
 import math
 
@@ -12,18 +13,47 @@ from runner.core.spec import SchedSpec
 
 
 def make_hp(**kw):
-    hp = dict(lr=0.1, k=0.1, factor=0.5, every=10.0, boundaries=[], factors=[], base_lr=0.01,
-              max_lr=0.1, step_size=2.0, gamma=0.99, decay_steps=10.0, final_fraction=0.0,
-              warmup=0.0, warmup_start=0.0)
+    hp = dict(
+        lr=0.1,
+        k=0.1,
+        factor=0.5,
+        every=10.0,
+        boundaries=[],
+        factors=[],
+        base_lr=0.01,
+        max_lr=0.1,
+        step_size=2.0,
+        gamma=0.99,
+        decay_steps=10.0,
+        final_fraction=0.0,
+        warmup=0.0,
+        warmup_start=0.0,
+    )
     hp.update(kw)
     return {k: np.asarray(v, np.float32) for k, v in hp.items()}
 
 
-def make_spec(name, unit="epoch", staircase=True, policy="triangular", window="triangular",
-              n_boundaries=0, steps_per_epoch=10, warmup=False):
-    return SchedSpec(name=name, unit=unit, staircase=staircase, policy=policy, window=window,
-                     n_boundaries=n_boundaries, steps_per_epoch=steps_per_epoch,
-                     total_steps=100 * steps_per_epoch, warmup=warmup)
+def make_spec(
+    name,
+    unit="epoch",
+    staircase=True,
+    policy="triangular",
+    window="triangular",
+    n_boundaries=0,
+    steps_per_epoch=10,
+    warmup=False,
+):
+    return SchedSpec(
+        name=name,
+        unit=unit,
+        staircase=staircase,
+        policy=policy,
+        window=window,
+        n_boundaries=n_boundaries,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=100 * steps_per_epoch,
+        warmup=warmup,
+    )
 
 
 # One compiled program per spec: the steps are vmapped, hp is a traced argument.
@@ -48,8 +78,9 @@ def test_time_based_matches_the_notes_table():
     out = lrs(spec, make_hp(lr=0.2, k=1.0), [10, 20, 30, 40])
     assert [round(v, 4) for v in out] == [0.1, 0.0667, 0.05, 0.04]
     # staircase: constant within an epoch; starts at lr0
-    np.testing.assert_allclose(lrs(spec, make_hp(lr=0.2, k=1.0), [0, 9, 15, 19]),
-                               [0.2, 0.2, 0.1, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(
+        lrs(spec, make_hp(lr=0.2, k=1.0), [0, 9, 15, 19]), [0.2, 0.2, 0.1, 0.1], rtol=1e-6
+    )
 
 
 def test_staircase_vs_fractional_epochs():
@@ -62,11 +93,13 @@ def test_iteration_vs_epoch_unit():
     hp = make_hp(lr=1.0, k=0.1)
     it = lrs(make_spec("exponential", unit="iteration"), hp, [0, 3, 25])
     np.testing.assert_allclose(it, np.exp(-0.1 * np.array([0, 3, 25])), rtol=1e-6)
-    ep = lrs(make_spec("exponential", unit="epoch", staircase=True, steps_per_epoch=10), hp,
-             [0, 3, 25])
+    ep = lrs(
+        make_spec("exponential", unit="epoch", staircase=True, steps_per_epoch=10), hp, [0, 3, 25]
+    )
     np.testing.assert_allclose(ep, np.exp(-0.1 * np.array([0, 0, 2])), rtol=1e-6)
-    epf = lrs(make_spec("exponential", unit="epoch", staircase=False, steps_per_epoch=10), hp,
-              [0, 3, 25])
+    epf = lrs(
+        make_spec("exponential", unit="epoch", staircase=False, steps_per_epoch=10), hp, [0, 3, 25]
+    )
     np.testing.assert_allclose(epf, np.exp(-0.1 * np.array([0, 0.3, 2.5])), rtol=1e-6)
 
 
@@ -88,14 +121,18 @@ def test_piecewise():
     out = lrs(spec, hp, [0, 1, 2, 4, 5, 9])
     np.testing.assert_allclose(out, [1, 1, 0.5, 0.5, 0.1, 0.1], rtol=1e-6)
     # fractional epochs: the boundary is crossed mid-epoch
-    spec_f = make_spec("piecewise", unit="epoch", staircase=False, n_boundaries=2,
-                       steps_per_epoch=10)
+    spec_f = make_spec(
+        "piecewise", unit="epoch", staircase=False, n_boundaries=2, steps_per_epoch=10
+    )
     np.testing.assert_allclose(lrs(spec_f, hp, [19, 20, 49, 50]), [1, 0.5, 0.5, 0.1], rtol=1e-6)
 
 
 BASE, MAX, SS = 0.01, 0.11, 4.0
-WINDOW = {"triangular": lambda x: 1 - x, "welch": lambda x: 1 - x ** 2,
-          "hann": lambda x: (1 + math.cos(math.pi * x)) / 2}
+WINDOW = {
+    "triangular": lambda x: 1 - x,
+    "welch": lambda x: 1 - x**2,
+    "hann": lambda x: (1 + math.cos(math.pi * x)) / 2,
+}
 
 
 @pytest.mark.parametrize("policy", ["triangular", "triangular2", "exp_range"])
@@ -111,13 +148,13 @@ def test_cyclic(policy, window):
     out = lrs(spec, hp, steps)
     w = WINDOW[window]
     for s, x, c, got in zip(steps, xs, cycles, out):
-        scale = {"triangular": 1.0, "triangular2": 0.5 ** (c - 1), "exp_range": gamma ** s}[policy]
+        scale = {"triangular": 1.0, "triangular2": 0.5 ** (c - 1), "exp_range": gamma**s}[policy]
         want = BASE + (MAX - BASE) * w(x) * scale
         assert got == pytest.approx(want, rel=1e-5, abs=1e-7), (s, got, want)
-    assert out[0] == pytest.approx(BASE)          # a cycle starts at base_lr
+    assert out[0] == pytest.approx(BASE)  # a cycle starts at base_lr
     if policy == "triangular":
         assert out[2] == pytest.approx(MAX) and out[6] == pytest.approx(MAX)
-    if policy == "triangular2":                   # amplitude halves in cycle 2
+    if policy == "triangular2":  # amplitude halves in cycle 2
         assert out[6] - BASE == pytest.approx((out[2] - BASE) / 2, rel=1e-5)
 
 
@@ -150,12 +187,14 @@ def test_warmup_ramp_then_main_schedule():
     hp = make_hp(lr=1.0, warmup=2.0, warmup_start=0.1, factor=0.5, every=1.0)
     spec = make_spec("constant", unit="epoch", steps_per_epoch=10, warmup=True)
     out = lrs(spec, hp, [0, 5, 10, 15, 20, 100])
-    np.testing.assert_allclose(out, [0.1, 0.1 + 0.9 * 0.25, 0.55, 0.1 + 0.9 * 0.75, 1.0, 1.0],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        out, [0.1, 0.1 + 0.9 * 0.25, 0.55, 0.1 + 0.9 * 0.75, 1.0, 1.0], rtol=1e-6
+    )
     # the main schedule's clock starts after the warmup: step decay every epoch
     spec_s = make_spec("step", unit="epoch", steps_per_epoch=10, warmup=True, staircase=True)
-    np.testing.assert_allclose(lrs(spec_s, hp, [10, 20, 25, 30, 40]),
-                               [0.55, 1.0, 1.0, 0.5, 0.25], rtol=1e-6)
+    np.testing.assert_allclose(
+        lrs(spec_s, hp, [10, 20, 25, 30, 40]), [0.55, 1.0, 1.0, 0.5, 0.25], rtol=1e-6
+    )
     spec_f = make_spec("step", unit="epoch", steps_per_epoch=10, warmup=True, staircase=False)
     assert lrs(spec_f, hp, [25])[0] == pytest.approx(1.0)  # floor(0.5 / every) = 0
 

@@ -3,8 +3,10 @@ random search, coarse to fine, TPE, faults, resume after SIGKILL, dry runs, uniq
 
 End-to-end tests run `python -m runner -m ...` in subprocesses on iris with one short epoch; the
 rest call the pure functions in-process."""
+
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -19,20 +21,30 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runner.sweep.run import claim_dir
-from runner.sweep.report import make_row, preset_text, seed_groups
 from runner.sweep.grammar import geomspace, logspace
+from runner.sweep.report import make_row, preset_text, seed_groups
+from runner.sweep.run import claim_dir
 from runner.sweep.space import Param, SweepError, grid, narrow, parse_space, rng_for, sample
 
 RUNNER = [sys.executable, "-m", "runner", "-m"]
-QUICK = ["data=iris", "trainer.epochs=1", "trainer.progress=false", "trainer.plot=false",
-         "model.width=8"]
+QUICK = [
+    "data=iris",
+    "trainer.epochs=1",
+    "trainer.progress=false",
+    "trainer.plot=false",
+    "model.width=8",
+]
 
 
 def sweep(args, tmp_path, name="sweep", extra=(), timeout=240):
     d = tmp_path / name
-    p = subprocess.run(RUNNER + list(args) + [f"hydra.sweep.dir={d}", *extra], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        RUNNER + list(args) + [f"hydra.sweep.dir={d}", *extra],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     return p, d
 
 
@@ -40,8 +52,9 @@ def dry(args, tmp_path):
     p, d = sweep(list(args) + ["hydra.sweeper.dry_run=true"], tmp_path, name="dry")
     assert p.returncode == 0, p.stderr
     assert not d.exists(), "a dry run leaves no sweep directory"
-    jobs = [line.split(": ", 1)[1].split() for line in p.stdout.splitlines()
-            if line.startswith("job ")]
+    jobs = [
+        line.split(": ", 1)[1].split() for line in p.stdout.splitlines() if line.startswith("job ")
+    ]
     return jobs, p.stdout
 
 
@@ -56,14 +69,15 @@ def load(d: Path, name="summary.json"):
 # ---------------------------------------------------------------------------------------------
 # grids
 
+
 def test_grid_is_hydras_product_with_seed_aggregation_best_yaml_and_plot(tmp_path):
-    p, d = sweep(["optimizer=sgd,adam", "optimizer.lr=0.01,0.1", "seed=range(2)", *QUICK],
-                 tmp_path)
+    p, d = sweep(["optimizer=sgd,adam", "optimizer.lr=0.01,0.1", "seed=range(2)", *QUICK], tmp_path)
     assert p.returncode == 0, p.stderr
     s = load(d)
     assert s["kind"] == "grid" and s["state"] == "finished" and s["n_trials"] == 8
-    expected = [(o, lr, seed) for o in ("sgd", "adam") for lr in ("0.01", "0.1")
-                for seed in ("0", "1")]
+    expected = [
+        (o, lr, seed) for o in ("sgd", "adam") for lr in ("0.01", "0.1") for seed in ("0", "1")
+    ]
     for job, (opt, lr, seed) in enumerate(expected):
         overrides = (d / str(job) / ".hydra" / "overrides.yaml").read_text()
         for o in (f"optimizer={opt}", f"optimizer.lr={lr}", f"seed={seed}", "data=iris"):
@@ -80,8 +94,9 @@ def test_grid_is_hydras_product_with_seed_aggregation_best_yaml_and_plot(tmp_pat
     # mean +- std (sample) and n over the seeds of each configuration
     assert len(s["groups"]) == 4
     for g in s["groups"]:
-        objs = [json.loads((d / str(j) / "metrics.json").read_text())["best_val_acc"]
-                for j in g["jobs"]]
+        objs = [
+            json.loads((d / str(j) / "metrics.json").read_text())["best_val_acc"] for j in g["jobs"]
+        ]
         assert len(g["jobs"]) == 2 and g["n"] == 2
         assert g["mean"] == pytest.approx(np.mean(objs), abs=1e-12)
         assert g["std"] == pytest.approx(np.std(objs, ddof=1), abs=1e-12)
@@ -97,11 +112,25 @@ def test_grid_is_hydras_product_with_seed_aggregation_best_yaml_and_plot(tmp_pat
     conf = tmp_path / "myconf" / "experiment"
     conf.mkdir(parents=True)
     shutil.copy(d / "best.yaml", conf / "best.yaml")
-    q = subprocess.run([sys.executable, "-m", "runner", "--config-dir", str(conf.parent),
-                        "experiment=best", "--cfg", "job"], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=120)
+    q = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "--config-dir",
+            str(conf.parent),
+            "experiment=best",
+            "--cfg",
+            "job",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert q.returncode == 0, q.stderr
     from omegaconf import OmegaConf
+
     cfg = OmegaConf.create(q.stdout)
     assert cfg.optimizer.name == g["params"]["optimizer"]
     assert cfg.optimizer.lr == g["params"]["optimizer.lr"]
@@ -109,8 +138,17 @@ def test_grid_is_hydras_product_with_seed_aggregation_best_yaml_and_plot(tmp_pat
 
 
 def test_log_grid_values_exactly():
-    want = [1e-05, 3.16227766017e-05, 0.0001, 0.000316227766017, 0.001, 0.00316227766017,
-            0.01, 0.0316227766017, 0.1]
+    want = [
+        1e-05,
+        3.16227766017e-05,
+        0.0001,
+        0.000316227766017,
+        0.001,
+        0.00316227766017,
+        0.01,
+        0.0316227766017,
+        0.1,
+    ]
     assert logspace(-5, -1, 9).list == want
     assert geomspace(1e-5, 1e-1, 9).list == want
     np.testing.assert_allclose(want, np.logspace(-5, -1, 9), rtol=1e-11)
@@ -125,8 +163,14 @@ def test_log_grid_from_the_shell(tmp_path):
     assert sorted(set(map(float, lrs))) == logspace(-5, -1, 9).list
     assert lrs[0] == "1e-05" and lrs[-1] == "0.1" and "0.001" in lrs
     # geomspace takes the end points themselves; int() of it gives integer widths
-    jobs, _ = dry(["optimizer.lr=geomspace(1e-5,1e-1,9)", "model.width=int(geomspace(16,256,5))",
-                   "data=iris"], tmp_path)
+    jobs, _ = dry(
+        [
+            "optimizer.lr=geomspace(1e-5,1e-1,9)",
+            "model.width=int(geomspace(16,256,5))",
+            "data=iris",
+        ],
+        tmp_path,
+    )
     assert len(jobs) == 45
     assert values(jobs, "model.width")[:5] == ["16", "32", "64", "128", "256"]
     # a grid cannot enumerate an interval: one line, exit 2
@@ -139,10 +183,17 @@ def test_log_grid_from_the_shell(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # random search
 
-RANDOM = ["hydra/sweeper=random", "optimizer.lr=tag(log,interval(1e-5,1e-1))",
-          "regularization.dropout=interval(0,0.5)", "model.width=choice(64,128,256)",
-          "model.depth=int(interval(1,4))", "seed=range(3)", "optimizer=sgd,adam",
-          "data=iris", "hydra.sweeper.n_trials=200"]
+RANDOM = [
+    "hydra/sweeper=random",
+    "optimizer.lr=tag(log,interval(1e-5,1e-1))",
+    "regularization.dropout=interval(0,0.5)",
+    "model.width=choice(64,128,256)",
+    "model.depth=int(interval(1,4))",
+    "seed=range(3)",
+    "optimizer=sgd,adam",
+    "data=iris",
+    "hydra.sweeper.n_trials=200",
+]
 
 
 def test_random_search_same_seed_same_trials_log_uniform(tmp_path):
@@ -167,15 +218,30 @@ def test_random_search_same_seed_same_trials_log_uniform(tmp_path):
 
 
 def test_sampling_in_process():
-    space = parse_space(["a=tag(log,interval(1e-5,1e-1))", "b=interval(0,0.5)",
-                         "c=int(interval(1,4))", "d=choice(x,y)", "e=range(0,10,5)", "f=7"])
+    space = parse_space(
+        [
+            "a=tag(log,interval(1e-5,1e-1))",
+            "b=interval(0,0.5)",
+            "c=int(interval(1,4))",
+            "d=choice(x,y)",
+            "e=range(0,10,5)",
+            "f=7",
+        ]
+    )
     kinds = [(p.name, p.kind, p.log, p.integer) for p in space]
-    assert kinds == [("a", "interval", True, False), ("b", "interval", False, False),
-                     ("c", "interval", False, True), ("d", "choice", False, False),
-                     ("e", "choice", False, False), ("f", "fixed", False, False)]
+    assert kinds == [
+        ("a", "interval", True, False),
+        ("b", "interval", False, False),
+        ("c", "interval", False, True),
+        ("d", "choice", False, False),
+        ("e", "choice", False, False),
+        ("f", "fixed", False, False),
+    ]
     twice = parse_space(["a=1", "b=2", "a=choice(3,4)"])  # the later wins, in the first's place
-    assert [(p.name, p.kind, p.values) for p in twice] == [("a", "choice", ["3", "4"]),
-                                                           ("b", "fixed", ["2"])]
+    assert [(p.name, p.kind, p.values) for p in twice] == [
+        ("a", "choice", ["3", "4"]),
+        ("b", "fixed", ["2"]),
+    ]
     t1 = sample(space, 500, rng_for(3, 1))
     assert t1 == sample(space, 500, rng_for(3, 1))
     assert all(o[-1] == "f=7" for o, _ in t1)
@@ -193,9 +259,11 @@ def test_sampling_in_process():
 # ---------------------------------------------------------------------------------------------
 # coarse to fine
 
+
 def test_narrow_keeps_ranges_inside_and_around_the_top():
-    space = parse_space(["a=tag(log,interval(1e-5,1))", "w=choice(4,8,16)",
-                         "n=int(interval(1,9))", "x=1"])
+    space = parse_space(
+        ["a=tag(log,interval(1e-5,1))", "w=choice(4,8,16)", "n=int(interval(1,9))", "x=1"]
+    )
     top = [{"a": 1e-3, "w": 16, "n": 3}, {"a": 1e-2, "w": 4, "n": 5}]
     a, w, n, x = narrow(space, top)
     assert (a.low, a.high, a.log) == (1e-3, 1e-2, True)
@@ -205,10 +273,18 @@ def test_narrow_keeps_ranges_inside_and_around_the_top():
 
 def test_coarse_to_fine_two_stages(tmp_path):
     stages = "[{epochs:1,n_trials:5},{epochs:2,n_trials:3,top_k:2}]"
-    p, d = sweep(["hydra/sweeper=coarse_to_fine", "optimizer.lr=tag(log,interval(1e-3,0.3))",
-                  "regularization.dropout=interval(0,0.5)", *QUICK, "model.width=choice(4,8,16)",
-                  f"hydra.sweeper.stages={stages}", "hydra.sweeper.plot=false"],
-                 tmp_path)
+    p, d = sweep(
+        [
+            "hydra/sweeper=coarse_to_fine",
+            "optimizer.lr=tag(log,interval(1e-3,0.3))",
+            "regularization.dropout=interval(0,0.5)",
+            *QUICK,
+            "model.width=choice(4,8,16)",
+            f"hydra.sweeper.stages={stages}",
+            "hydra.sweeper.plot=false",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     plan, s = load(d, "trials.json"), load(d)
     assert [t["stage"] for t in plan["trials"]] == [1] * 5 + [2] * 3
@@ -227,16 +303,27 @@ def test_coarse_to_fine_two_stages(tmp_path):
         assert s2[key]["log"] == s1[key]["log"]
     assert set(s2["model.width"]["values"]) == {str(r["params"]["model.width"]) for r in top}
     for t in plan["trials"][5:]:
-        assert s2["optimizer.lr"]["low"] <= t["params"]["optimizer.lr"] <= s2["optimizer.lr"]["high"]
+        assert (
+            s2["optimizer.lr"]["low"] <= t["params"]["optimizer.lr"] <= s2["optimizer.lr"]["high"]
+        )
     assert "stage 2:" in p.stderr and "stage" in p.stdout
 
 
 # ---------------------------------------------------------------------------------------------
 # faults
 
+
 def test_failed_and_diverged_trials_do_not_stop_the_sweep(tmp_path):
-    p, d = sweep(["optimizer=sgd", "optimizer.lr=-1,0.1,1e6", *QUICK, "trainer.epochs=3",
-                  "hydra.sweeper.plot=false"], tmp_path)
+    p, d = sweep(
+        [
+            "optimizer=sgd",
+            "optimizer.lr=-1,0.1,1e6",
+            *QUICK,
+            "trainer.epochs=3",
+            "hydra.sweeper.plot=false",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     rows = load(d)["trials"]
     assert [r["status"] for r in rows] == ["failed", "completed", "diverged"]
@@ -252,8 +339,9 @@ def test_all_failed_exits_non_zero_with_one_line(tmp_path):
     p, d = sweep(["optimizer.lr=-1,-2", *QUICK], tmp_path)
     assert p.returncode == 2
     last = p.stderr.strip().splitlines()[-1]
-    assert last.startswith("runner: error: sweep: all 2 trials failed; first error (job 0): "
-                           "optimizer.lr=-1.0"), p.stderr
+    assert last.startswith(
+        "runner: error: sweep: all 2 trials failed; first error (job 0): optimizer.lr=-1.0"
+    ), p.stderr
     assert [r["status"] for r in load(d)["trials"]] == ["failed", "failed"]
     assert not (d / "best.yaml").exists()
 
@@ -278,8 +366,12 @@ def test_fail_fast_stops_at_the_first_failure(tmp_path):
 def test_sweeps_started_together_get_their_own_directories(tmp_path):
     d = tmp_path / "same"
     cmd = RUNNER + [*QUICK, "hydra.sweeper.plot=false", f"hydra.sweep.dir={d}"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     for folder in (d, tmp_path / "same-1"):
@@ -301,20 +393,29 @@ def test_claim_dir_skips_taken_and_non_empty_folders(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # resume
 
+
 def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
-    args = ["seed=range(6)", "data=iris", "trainer.epochs=40", "trainer.progress=false",
-            "model.width=8", "hydra.sweeper.plot=false"]
+    args = [
+        "seed=range(6)",
+        "data=iris",
+        "trainer.epochs=40",
+        "trainer.progress=false",
+        "model.width=8",
+        "hydra.sweeper.plot=false",
+    ]
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(RUNNER + args + [f"hydra.sweep.dir={killed}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        RUNNER + args + [f"hydra.sweep.dir={killed}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def finished():
         n = 0
         for m in killed.glob("*/metrics.json"):
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 n += json.loads(m.read_text())["status"] in ("completed", "diverged")
-            except (OSError, ValueError, KeyError):
-                pass
         return n
 
     deadline = time.time() + 180
@@ -322,12 +423,20 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    done_before = {m.parent.name: m.stat().st_mtime_ns for m in killed.glob("*/metrics.json")
-                   if json.loads(m.read_text())["status"] == "completed"}
+    done_before = {
+        m.parent.name: m.stat().st_mtime_ns
+        for m in killed.glob("*/metrics.json")
+        if json.loads(m.read_text())["status"] == "completed"
+    }
     assert 2 <= len(done_before) < 6, "the sweep should have been killed halfway"
 
-    p = subprocess.run(RUNNER + [f"hydra.sweeper.resume={killed}"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=240)
+    p = subprocess.run(
+        RUNNER + [f"hydra.sweeper.resume={killed}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert p.returncode == 0, p.stderr
     assert "resuming" in p.stderr
     for job, mtime in done_before.items():  # finished trials were not rerun
@@ -336,25 +445,35 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
     assert p.returncode == 0, p.stderr
     a, b = load(killed), load(ref)
     assert a["state"] == "finished" and a["counts"]["completed"] == 6
-    assert [(r["job"], r["status"], r["overrides"]) for r in a["trials"]] == \
-        [(r["job"], r["status"], r["overrides"]) for r in b["trials"]]
+    assert [(r["job"], r["status"], r["overrides"]) for r in a["trials"]] == [
+        (r["job"], r["status"], r["overrides"]) for r in b["trials"]
+    ]
     for ra, rb in zip(a["trials"], b["trials"]):
         assert abs(ra["objective"] - rb["objective"]) <= 1e-9
         assert ra["dir"].endswith(f"/{ra['job']}")
-        assert f"seed={ra['job']}" in (killed / str(ra["job"]) / ".hydra" /
-                                       "overrides.yaml").read_text().replace("- ", "")
+        assert f"seed={ra['job']}" in (
+            killed / str(ra["job"]) / ".hydra" / "overrides.yaml"
+        ).read_text().replace("- ", "")
     # the overrides of a resumed sweep must be its own (or none)
-    p = subprocess.run(RUNNER + ["seed=range(2)", f"hydra.sweeper.resume={killed}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        RUNNER + ["seed=range(2)", f"hydra.sweeper.resume={killed}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 2 and "differ" in p.stderr
 
 
 # ---------------------------------------------------------------------------------------------
 # k-fold cross-validation in a sweep, TPE
 
+
 def test_kfold_trials_report_cv_mean_and_std(tmp_path):
-    p, d = sweep(["optimizer.lr=0.01,0.1", *QUICK, "trainer.cv_folds=3",
-                  "hydra.sweeper.plot=false"], tmp_path)
+    p, d = sweep(
+        ["optimizer.lr=0.01,0.1", *QUICK, "trainer.cv_folds=3", "hydra.sweeper.plot=false"],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr
     for r in load(d)["trials"]:
         m = json.loads((Path(r["dir"]) / "metrics.json").read_text())
@@ -365,14 +484,22 @@ def test_kfold_trials_report_cv_mean_and_std(tmp_path):
 
 
 def test_tpe_sweeper(tmp_path):
-    args = ["hydra/sweeper=tpe", "optimizer.lr=tag(log,interval(1e-3,0.3))", *QUICK,
-            "model.width=choice(4,8)", "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.n_startup_trials=2", "hydra.sweeper.plot=false"]
+    args = [
+        "hydra/sweeper=tpe",
+        "optimizer.lr=tag(log,interval(1e-3,0.3))",
+        *QUICK,
+        "model.width=choice(4,8)",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.n_startup_trials=2",
+        "hydra.sweeper.plot=false",
+    ]
     if importlib.util.find_spec("optuna") is None:
         p, d = sweep(args, tmp_path)
         assert p.returncode == 2 and not d.exists()
-        assert p.stderr.strip() == ("runner: error: hydra/sweeper=tpe needs optuna, an optional "
-                                    "extra: pip install -e '.[optuna]' (or pip install optuna)")
+        assert p.stderr.strip() == (
+            "runner: error: hydra/sweeper=tpe needs optuna, an optional "
+            "extra: pip install -e '.[optuna]' (or pip install optuna)"
+        )
         return
     p, d = sweep(args, tmp_path)
     assert p.returncode == 0, p.stderr
@@ -385,32 +512,55 @@ def test_tpe_sweeper(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # summary pieces
 
+
 def test_seed_groups_and_preset_text():
     rows = []
-    for job, (lr, seed, obj, status) in enumerate([(0.1, 0, 0.8, "completed"),
-                                                   (0.1, 1, 0.9, "completed"),
-                                                   (0.01, 0, 0.5, "completed"),
-                                                   (0.01, 1, None, "failed")]):
-        r = make_row({"job": job, "overrides": [f"optimizer.lr={lr}", f"seed={seed}"],
-                      "params": {"optimizer.lr": lr, "seed": seed}}, status=status)
+    for job, (lr, seed, obj, status) in enumerate(
+        [
+            (0.1, 0, 0.8, "completed"),
+            (0.1, 1, 0.9, "completed"),
+            (0.01, 0, 0.5, "completed"),
+            (0.01, 1, None, "failed"),
+        ]
+    ):
+        r = make_row(
+            {
+                "job": job,
+                "overrides": [f"optimizer.lr={lr}", f"seed={seed}"],
+                "params": {"optimizer.lr": lr, "seed": seed},
+            },
+            status=status,
+        )
         r["objective"] = obj
         rows.append(r)
     g = seed_groups(rows, "max")
     assert [x["overrides"] for x in g] == [["optimizer.lr=0.1"], ["optimizer.lr=0.01"]]
-    assert g[0]["mean"] == pytest.approx(0.85) and g[0]["std"] == pytest.approx(
-        math.sqrt(0.005)) and g[0]["n"] == 2
+    assert (
+        g[0]["mean"] == pytest.approx(0.85)
+        and g[0]["std"] == pytest.approx(math.sqrt(0.005))
+        and g[0]["n"] == 2
+    )
     assert (g[1]["mean"], g[1]["std"], g[1]["n"], g[1]["n_trials"]) == (0.5, 0.0, 1, 2)
-    text = preset_text(["optimizer=adam", "optimizer.lr=0.01", "+foo.bar=x", "~data.path",
-                        "model.widths=[64,32]"], {"optimizer", "data", "model"}, ["hello"])
+    text = preset_text(
+        ["optimizer=adam", "optimizer.lr=0.01", "+foo.bar=x", "~data.path", "model.widths=[64,32]"],
+        {"optimizer", "data", "model"},
+        ["hello"],
+    )
     assert text.splitlines()[:2] == ["# @package _global_", "# hello"]
     assert "  - override /optimizer: adam" in text and "~data.path" in text
     from omegaconf import OmegaConf
+
     body = OmegaConf.create(text)
     assert body.optimizer.lr == 0.01 and body.foo.bar == "x" and body.model.widths == [64, 32]
 
 
 def test_param_value_strings_stay_floats():
     from runner.sweep.space import fmt
-    assert fmt(2.0) == "2.0" and fmt(1e-5) == "1e-05" and fmt(3) == "3" and fmt(0.123456789) \
-        == "0.123457"
+
+    assert (
+        fmt(2.0) == "2.0"
+        and fmt(1e-5) == "1e-05"
+        and fmt(3) == "3"
+        and fmt(0.123456789) == "0.123457"
+    )
     assert Param("x", "fixed", ["1"]).swept is False

@@ -4,6 +4,7 @@ hydra/launcher=vmap (hydra_plugins/runner_launcher) uses it for the batches a sw
 The core promise: every member ends exactly where the same config trained alone ends (same
 seed, same numbers within float tolerance), including members that diverge or stop early
 while the others go on."""
+
 from __future__ import annotations
 
 import json
@@ -12,28 +13,45 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import compose
 
 # momentum, not Adam: with batch norm, the Dense bias before it has a zero gradient, and Adam
 # scales the float noise of a zero gradient up to full lr-sized steps: any change of summation
 # order (vmap's, another machine's) then moves those biases apart. SGD keeps noise as noise.
-BASE = ["data.max_samples=200", "model.width=16", "trainer.batch_size=32", "trainer.epochs=5",
-        "trainer.progress=false", "trainer.plot=false", "optimizer=momentum",
-        "regularization.dropout=0.2", "regularization.batchnorm=true"]
+BASE = [
+    "data.max_samples=200",
+    "model.width=16",
+    "trainer.batch_size=32",
+    "trainer.epochs=5",
+    "trainer.progress=false",
+    "trainer.plot=false",
+    "optimizer=momentum",
+    "regularization.dropout=0.2",
+    "regularization.batchnorm=true",
+]
 MEMBERS = [
     ["optimizer.lr=0.01", "seed=0"],
-    ["optimizer.lr=0.1", "seed=1", "regularization.weight_decay=0.001",
-     "regularization.dropout=0.3"],
+    [
+        "optimizer.lr=0.1",
+        "seed=1",
+        "regularization.weight_decay=0.001",
+        "regularization.dropout=0.3",
+    ],
     ["optimizer.lr=1000", "seed=2"],  # diverges in its first epoch
     # stops at epoch 2: no epoch can improve by 10
-    ["optimizer.lr=0.03", "seed=3", "regularization.early_stopping=true",
-     "regularization.patience=0", "regularization.min_delta=10"],
+    [
+        "optimizer.lr=0.03",
+        "seed=3",
+        "regularization.early_stopping=true",
+        "regularization.patience=0",
+        "regularization.min_delta=10",
+    ],
 ]
 
 
 def _cfg(overrides):
     from runner.config import validate
+
     return validate(compose(BASE + list(overrides)))
 
 
@@ -42,11 +60,13 @@ def runs():
     """(configs, results of fit_group, results of app.run alone) for MEMBERS."""
     from runner import app, vectorized
     from runner.data import load_dataset
+
     cfgs = [_cfg(m) for m in MEMBERS]
     ds = load_dataset(cfgs[0].data)
     seen = []
-    group = vectorized.fit_group(cfgs, ds,
-                                 on_epoch=lambda ep, n_active, rows: seen.append((ep, n_active)))
+    group = vectorized.fit_group(
+        cfgs, ds, on_epoch=lambda ep, n_active, rows: seen.append((ep, n_active))
+    )
     alone = [app.run(c, ds) for c in cfgs]
     return cfgs, group, alone, seen
 
@@ -55,8 +75,15 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
     _, group, alone, _ = runs
     for i, (g, a) in enumerate(zip(group, alone)):
         gm, am = g.metrics, a.metrics
-        for key in ("status", "epochs_run", "best_epoch", "iterations", "diverged_reason",
-                    "stopped_early", "n_params"):
+        for key in (
+            "status",
+            "epochs_run",
+            "best_epoch",
+            "iterations",
+            "diverged_reason",
+            "stopped_early",
+            "n_params",
+        ):
             assert gm.get(key) == am.get(key), (i, key, gm.get(key), am.get(key))
         # A diverged member's last epoch evaluates garbage weights (lr=1000: validation loss
         # ~1.8e33, the product of huge activations): its last bits differ with any change of
@@ -66,8 +93,14 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
         garbage = {"final_val_loss"} if am["status"] == "diverged" else set()
         for key in garbage:
             assert gm[key] > 1e20 and am[key] > 1e20, (i, key)
-        for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss",
-                    "final_val_loss"):
+        for key in (
+            "best_val_loss",
+            "best_val_acc",
+            "test_loss",
+            "test_acc",
+            "final_train_loss",
+            "final_val_loss",
+        ):
             if key in garbage:
                 continue
             if am.get(key) is None:
@@ -77,22 +110,33 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
         assert len(g.history) == len(a.history)
         for col in ("train_loss", "val_loss", "val_acc", "lr", "grad_norm"):
             n = len(a.history) - (col == "val_loss" and bool(garbage))
-            np.testing.assert_allclose([r[col] for r in g.history[:n]],
-                                       [r[col] for r in a.history[:n]],
-                                       rtol=2e-5, atol=1e-6, err_msg=f"member {i} {col}")
+            np.testing.assert_allclose(
+                [r[col] for r in g.history[:n]],
+                [r[col] for r in a.history[:n]],
+                rtol=2e-5,
+                atol=1e-6,
+                err_msg=f"member {i} {col}",
+            )
         if a.best_state is None:
             assert g.best_state is None
         else:  # the best epoch's weights, per member (what best_params.npz holds)
             import jax
-            for x, y in zip(jax.tree_util.tree_leaves(g.best_state["params"]),
-                            jax.tree_util.tree_leaves(a.best_state["params"])):
+
+            for x, y in zip(
+                jax.tree_util.tree_leaves(g.best_state.params),
+                jax.tree_util.tree_leaves(a.best_state.params),
+            ):
                 np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
 
 
 def test_members_that_stop_are_masked_while_the_others_train_on(runs):
     _, group, _, seen = runs
-    assert [g.metrics["status"] for g in group] == ["completed", "completed", "diverged",
-                                                   "completed"]
+    assert [g.metrics["status"] for g in group] == [
+        "completed",
+        "completed",
+        "diverged",
+        "completed",
+    ]
     assert [g.metrics["epochs_run"] for g in group] == [5, 5, 1, 2]
     # the group's active count drops as members diverge (epoch 1), stop early (epoch 2) and
     # finish their epochs (5)
@@ -108,18 +152,34 @@ def test_members_that_stop_are_masked_while_the_others_train_on(runs):
 def test_group_key_separates_structures_and_joins_numbers():
     from runner.data import load_dataset
     from runner.vectorized import group_key, plan_groups
+
     ds = load_dataset(_cfg([]).data)
 
     def key(*o):
         return group_key(_cfg(o), ds)
+
     same = key("optimizer.lr=0.01", "seed=0")
     # numbers the core traces: learning rate, seed, weight decay, dropout rate, momentum
-    assert key("optimizer.lr=0.3", "seed=7", "regularization.weight_decay=0.01",
-               "regularization.dropout=0.5", "optimizer.momentum=0.5") == same
+    assert (
+        key(
+            "optimizer.lr=0.3",
+            "seed=7",
+            "regularization.weight_decay=0.01",
+            "regularization.dropout=0.5",
+            "optimizer.momentum=0.5",
+        )
+        == same
+    )
     # structure: widths, activation, optimizer family, schedule family, batch size, epochs
-    for other in (["model.width=8"], ["activation=tanh"], ["optimizer=adam"],
-                  ["schedule=cosine"], ["trainer.batch_size=16"], ["trainer.epochs=6"],
-                  ["data.max_samples=150"]):
+    for other in (
+        ["model.width=8"],
+        ["activation=tanh"],
+        ["optimizer=adam"],
+        ["schedule=cosine"],
+        ["trainer.batch_size=16"],
+        ["trainer.epochs=6"],
+        ["data.max_samples=150"],
+    ):
         assert key(*other) != same, other
     # k-fold runs train their folds one by one; seeds outside int32 cannot be vmapped keys
     assert key("trainer.cv_folds=2") is None and key("seed=4294967296") is None
@@ -139,14 +199,32 @@ def _load(path):
 
 def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
     d = tmp_path / "sweep"
-    p = subprocess.run(RUNNER + ["-m", "hydra/launcher=vmap", *QUICK, "optimizer.lr=-1,0.05,1e6",
-                                 "model.width=8,16", f"hydra.sweep.dir={d}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    p = subprocess.run(
+        RUNNER
+        + [
+            "-m",
+            "hydra/launcher=vmap",
+            *QUICK,
+            "optimizer.lr=-1,0.05,1e6",
+            "model.width=8,16",
+            f"hydra.sweep.dir={d}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert p.returncode == 0, p.stderr
     rows = _load(d / "summary.json")["trials"]
     # Hydra's grid order: lr varies slowest
-    assert [r["status"] for r in rows] == ["failed", "failed", "completed", "completed",
-                                           "diverged", "diverged"]
+    assert [r["status"] for r in rows] == [
+        "failed",
+        "failed",
+        "completed",
+        "completed",
+        "diverged",
+        "diverged",
+    ]
     assert rows[0]["error"].startswith("optimizer.lr=-1.0: out of range")
     assert _load(d / "0" / "metrics.json")["status"] == "failed"
     for job in range(2, 6):  # two groups (width 8: jobs 2, 4; width 16: jobs 3, 5)
@@ -162,9 +240,13 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
 
     # the same job alone, with the basic launcher's single run: the same numbers
     alone = tmp_path / "alone"
-    q = subprocess.run(RUNNER + [*QUICK, "optimizer.lr=0.05", "model.width=16",
-                                 f"hydra.run.dir={alone}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    q = subprocess.run(
+        RUNNER + [*QUICK, "optimizer.lr=0.05", "model.width=16", f"hydra.run.dir={alone}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert q.returncode == 0, q.stderr
     a, v = _load(alone / "metrics.json"), _load(d / "3" / "metrics.json")
     assert v["best_epoch"] == a["best_epoch"] and v["epochs_run"] == a["epochs_run"]
@@ -173,9 +255,11 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
     assert (alone / "curves.png").is_file()  # a single run still draws its plot
     # job 3's config was derived from job 0's (runner.sweep.launcher._Composer), not composed from
     # the YAML files: it is the config Hydra composes for those overrides
-    assert (d / "3" / ".hydra" / "config.yaml").read_text() == \
-        (alone / ".hydra" / "config.yaml").read_text()
+    assert (d / "3" / ".hydra" / "config.yaml").read_text() == (
+        alone / ".hydra" / "config.yaml"
+    ).read_text()
     import yaml
+
     hy = yaml.safe_load((d / "3" / ".hydra" / "hydra.yaml").read_text())["hydra"]
     task = yaml.safe_load((d / "3" / ".hydra" / "overrides.yaml").read_text())
     assert hy["overrides"]["task"] == task
@@ -186,11 +270,23 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
 
 def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
     d = tmp_path / "sweep"
-    p = subprocess.run(RUNNER + ["-m", "hydra/launcher=vmap", "hydra/sweeper=random", *QUICK,
-                                 "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2",
-                                 "optimizer.lr=tag(log,interval(1e-3,1e-1))",
-                                 f"hydra.sweep.dir={d}"],
-                       cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    p = subprocess.run(
+        RUNNER
+        + [
+            "-m",
+            "hydra/launcher=vmap",
+            "hydra/sweeper=random",
+            *QUICK,
+            "hydra.sweeper.n_trials=4",
+            "hydra.sweeper.n_jobs=2",
+            "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+            f"hydra.sweep.dir={d}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert p.returncode == 0, p.stderr
     s = _load(d / "summary.json")
     assert s["counts"]["completed"] == 4
@@ -213,22 +309,30 @@ def test_composer_derives_hydras_own_configs():
 
     from runner.help import conf_dir
     from runner.sweep.launcher import _Composer
+
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/s"],
-                                       run_mode=RunMode.MULTIRUN)
-    composer = _Composer(types.SimpleNamespace(
-        config=master, hydra_context=types.SimpleNamespace(config_loader=loader)))
-    jobs = [["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
-            ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],      # derived from job 0
-            ["optimizer=adam", "optimizer.lr=0.2", "seed=1"],     # another group: composed
-            ["optimizer=sgd", "seed=2", "optimizer.lr=0.3"],      # another order: composed
-            ["optimizer=sgd", "optimizer.lr=0.4", "seed=3"]]      # derived again
+    master = loader.load_configuration(
+        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
+    )
+    composer = _Composer(
+        types.SimpleNamespace(
+            config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
+        )
+    )
+    jobs = [
+        ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
+        ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],  # derived from job 0
+        ["optimizer=adam", "optimizer.lr=0.2", "seed=1"],  # another group: composed
+        ["optimizer=sgd", "seed=2", "optimizer.lr=0.3"],  # another order: composed
+        ["optimizer=sgd", "optimizer.lr=0.4", "seed=3"],
+    ]  # derived again
     for job in jobs:
         got = OmegaConf.to_container(composer.compose(job))
         assert got == OmegaConf.to_container(loader.load_sweep_config(master, job)), job
     assert len(composer.templates) == 3
     # a key Hydra refuses: Hydra's own error
     from hydra.errors import ConfigCompositionException
+
     with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
         composer.compose(["optimizer=sgd", "optimizer.lrr=0.5", "seed=3"])
 
@@ -238,37 +342,58 @@ def test_adam_members_without_batch_norm_equal_their_runs_alone():
     from runner import app, vectorized
     from runner.config import validate
     from runner.data import load_dataset
-    base = ["data=iris", "model.width=16", "trainer.epochs=4", "trainer.progress=false",
-            "trainer.plot=false", "optimizer=adam"]
-    cfgs = [validate(compose(base + o)) for o in
-            (["optimizer.lr=0.01", "seed=0"], ["optimizer.lr=0.003", "seed=5"],
-             ["optimizer.lr=0.03", "seed=9", "regularization.weight_decay=0.01"])]
+
+    base = [
+        "data=iris",
+        "model.width=16",
+        "trainer.epochs=4",
+        "trainer.progress=false",
+        "trainer.plot=false",
+        "optimizer=adam",
+    ]
+    cfgs = [
+        validate(compose(base + o))
+        for o in (
+            ["optimizer.lr=0.01", "seed=0"],
+            ["optimizer.lr=0.003", "seed=5"],
+            ["optimizer.lr=0.03", "seed=9", "regularization.weight_decay=0.01"],
+        )
+    ]
     ds = load_dataset(cfgs[0].data)
     for g, c in zip(vectorized.fit_group(cfgs, ds), cfgs):
         a = app.run(c, ds)
         assert g.metrics["best_epoch"] == a.metrics["best_epoch"]
         for key in ("best_val_loss", "test_loss", "final_train_loss"):
             assert g.metrics[key] == pytest.approx(a.metrics[key], rel=2e-5), key
-        np.testing.assert_allclose([r["val_loss"] for r in g.history],
-                                   [r["val_loss"] for r in a.history], rtol=2e-5)
+        np.testing.assert_allclose(
+            [r["val_loss"] for r in g.history], [r["val_loss"] for r in a.history], rtol=2e-5
+        )
 
 
 def test_a_shorter_group_padded_to_a_longer_ones_size_reuses_its_program():
     """The launcher pads groups of one structure to one size (launcher._chunks makes them
     nearly equal): no new compile, and members get the numbers they got in the longer group."""
-    from runner.core import train
     from runner import vectorized
     from runner.config import validate
+    from runner.core import train
     from runner.data import load_dataset
-    base = ["data=iris", "model.width=16", "trainer.epochs=3", "trainer.progress=false",
-            "trainer.plot=false"]
-    cfgs = [validate(compose(base + [f"optimizer.lr={lr}", f"seed={s}"]))
-            for lr, s in ((0.01, 0), (0.003, 5), (0.03, 9))]
+
+    base = [
+        "data=iris",
+        "model.width=16",
+        "trainer.epochs=3",
+        "trainer.progress=false",
+        "trainer.plot=false",
+    ]
+    cfgs = [
+        validate(compose(base + [f"optimizer.lr={lr}", f"seed={s}"]))
+        for lr, s in ((0.01, 0), (0.003, 5), (0.03, 9))
+    ]
     ds = load_dataset(cfgs[0].data)
     three = vectorized.fit_group(cfgs, ds)
-    compiles = train.STATS["compiles"]
+    compiles = train.PROGRAMS.stats.compiles
     two = vectorized.fit_group(cfgs[:2], ds, pad_to=3)
-    assert train.STATS["compiles"] == compiles
+    assert train.PROGRAMS.stats.compiles == compiles
     for g, t in zip(two, three):
         assert g.metrics["vectorized"]["members"] == 2
         assert [r["val_loss"] for r in g.history] == [r["val_loss"] for r in t.history]
@@ -277,6 +402,7 @@ def test_a_shorter_group_padded_to_a_longer_ones_size_reuses_its_program():
 
 def test_chunks_are_as_equal_as_can_be():
     from runner.sweep.launcher import _chunks
+
     sizes = lambda n, size: [len(c) for c in _chunks(list(range(n)), size)]
     assert sizes(10, 8) == [5, 5]
     assert sizes(64, 8) == [8] * 8
@@ -294,6 +420,7 @@ def test_cpu_groups_hold_a_bounded_amount_of_training_state():
     from runner import vectorized
     from runner.config import validate
     from runner.data import load_dataset
+
     assert len(jax.local_devices()) == 2
     small = validate(compose(["data.max_samples=120", "model.width=16"]))
     wide = validate(compose(["data.max_samples=120", "model.width=512"]))
@@ -308,4 +435,4 @@ def test_cpu_groups_hold_a_bounded_amount_of_training_state():
     assert vectorized.group_size(small, ds, 64) == 64  # ~17 KB a member: max_members decides
     assert vectorized.group_size(small, ds, 5) == 5
     per_device = vectorized.CPU_STATE_BYTES // vectorized.state_bytes(small, ds)
-    assert vectorized.group_size(small, ds, 10 ** 6) == 2 * per_device
+    assert vectorized.group_size(small, ds, 10**6) == 2 * per_device

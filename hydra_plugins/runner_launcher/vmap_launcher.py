@@ -9,8 +9,10 @@ Options (hydra.launcher.*): max_members (the most jobs in one vmapped program; b
 on a CPU groups are smaller still, see runner.vectorized.group_size).
 Importing this module must stay cheap (no JAX): Hydra imports every plugin on every start.
 """
+
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.launcher import Launcher
@@ -22,8 +24,9 @@ class VmapLauncherConf:
     max_members: int = 64
 
 
-ConfigStore.instance().store(group="hydra/launcher", name="vmap", node=VmapLauncherConf,
-                             provider="runner")
+ConfigStore.instance().store(
+    group="hydra/launcher", name="vmap", node=VmapLauncherConf, provider="runner"
+)
 
 
 class VmapLauncher(Launcher):
@@ -41,4 +44,5 @@ class VmapLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         from runner.sweep.launcher import launch
+
         return launch(self, job_overrides, initial_job_idx)

@@ -12,8 +12,9 @@ work. Importing this module also adds logspace() and geomspace() to Hydra's over
 that the multirun's primary config accepts them. It imports neither jax nor runner's training
 code: Hydra imports it on every start.
 """
+
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
@@ -29,17 +30,17 @@ TARGET = "hydra_plugins.runner_sweeper.runner_sweeper.RunnerSweeper"
 class GridConf:
     _target_: str = TARGET
     kind: str = "grid"
-    params: Optional[Dict[str, str]] = None  # sweep overrides set in a config: {key: sweep}
-    dry_run: bool = False       # list the trials and their count; train nothing
-    fail_fast: bool = False     # stop at the first failed trial (exit code 2)
-    resume: Optional[str] = None  # a sweep directory: rerun its trials that did not finish
-    top_k: int = 5              # trials in topk.png (and a stage's default top_k)
-    progress: bool = True       # the sweep's progress bar (done/total, best so far, ETA)
-    plot: bool = True           # topk.png
+    params: dict[str, str] | None = None  # sweep overrides set in a config: {key: sweep}
+    dry_run: bool = False  # list the trials and their count; train nothing
+    fail_fast: bool = False  # stop at the first failed trial (exit code 2)
+    resume: str | None = None  # a sweep directory: rerun its trials that did not finish
+    top_k: int = 5  # trials in topk.png (and a stage's default top_k)
+    progress: bool = True  # the sweep's progress bar (done/total, best so far, ETA)
+    plot: bool = True  # topk.png
     # trials handed to the launcher at once: null = one at a time with hydra/launcher=basic
     # (live per-trial progress), else a whole stage (vmap: the jobs it can group; joblib,
     # submitit: the jobs that run in parallel). TPE asks for this many trials at a time.
-    n_jobs: Optional[int] = None
+    n_jobs: int | None = None
 
 
 @dataclass
@@ -48,13 +49,17 @@ class RandomConf(GridConf):
     n_trials: int = 20
     seed: int = 0
     # coarse to fine: [{epochs: 3, n_trials: 16}, {epochs: 15, n_trials: 8, top_k: 4}, ...]
-    stages: Optional[List[Any]] = None
+    stages: list[Any] | None = None
 
 
 @dataclass
 class CoarseToFineConf(RandomConf):
-    stages: Optional[List[Any]] = field(default_factory=lambda: [
-        {"epochs": 3, "n_trials": 16}, {"epochs": 15, "n_trials": 8, "top_k": 4}])
+    stages: list[Any] | None = field(
+        default_factory=lambda: [
+            {"epochs": 3, "n_trials": 16},
+            {"epochs": 15, "n_trials": 8, "top_k": 4},
+        ]
+    )
 
 
 @dataclass
@@ -66,8 +71,12 @@ class TPEConf(GridConf):
 
 
 cs = ConfigStore.instance()
-for _name, _node in (("runner", GridConf), ("random", RandomConf),
-                     ("coarse_to_fine", CoarseToFineConf), ("tpe", TPEConf)):
+for _name, _node in (
+    ("runner", GridConf),
+    ("random", RandomConf),
+    ("coarse_to_fine", CoarseToFineConf),
+    ("tpe", TPEConf),
+):
     cs.store(group="hydra/sweeper", name=_name, node=_node, provider="runner")
 
 
@@ -75,21 +84,35 @@ class RunnerSweeper(Sweeper):
     def __init__(self, **options: Any) -> None:
         super().__init__()
         from omegaconf import DictConfig, ListConfig, OmegaConf
-        self.options = {k: (OmegaConf.to_container(v, resolve=True)
-                            if isinstance(v, (DictConfig, ListConfig)) else v)
-                        for k, v in options.items()}
+
+        self.options = {
+            k: (
+                OmegaConf.to_container(v, resolve=True)
+                if isinstance(v, (DictConfig, ListConfig))
+                else v
+            )
+            for k, v in options.items()
+        }
         self.config = None
         self.hydra_context = None
         self.launcher = None
 
     def setup(self, *, hydra_context, task_function, config) -> None:
         from hydra.core.plugins import Plugins
+
         self.hydra_context = hydra_context
         self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from runner.sweep.run import run_sweep
-        return run_sweep(self.options, list(arguments), config=self.config,
-                         hydra_context=self.hydra_context, launcher=self.launcher)
+
+        return run_sweep(
+            self.options,
+            list(arguments),
+            config=self.config,
+            hydra_context=self.hydra_context,
+            launcher=self.launcher,
+        )

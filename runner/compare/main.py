@@ -6,9 +6,11 @@ starting with the subcommand ("compare", "best" or "plot"; "compare" when left o
 Exit codes: 0 ok; 1 nothing to show (no runs under the paths, no run matches --where, no
 completed run for `best`, no curves yet for `plot`); 2 bad input (unknown key or metric, bad
 --where, missing path...), one line on stderr "runner: error: ..."."""
+
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
@@ -17,12 +19,30 @@ from pathlib import Path
 
 from runner import rundir
 from runner.compare.render import Column, fmt_number, missing, render
-from runner.compare.table import (Group, build_rows, caption, choose_columns, default_sort,
-                                  hashable, make_groups, parse_sort, sort_items, sortable)
+from runner.compare.results import (
+    Keys,
+    NoRuns,
+    ResultsError,
+    Run,
+    find_run_dirs,
+    load_run,
+    load_runs,
+    show_value,
+)
+from runner.compare.table import (
+    Group,
+    build_rows,
+    caption,
+    choose_columns,
+    default_sort,
+    hashable,
+    make_groups,
+    parse_sort,
+    sort_items,
+    sortable,
+)
 from runner.compare.where import compile_where
 from runner.shell import OneLineParser, UsageError
-from runner.compare.results import (Keys, NoRuns, ResultsError, Run, find_run_dirs, load_run,
-                            load_runs, show_value)
 
 COMMANDS = ("compare", "best", "plot")
 DEFAULT_ROOT = "outputs"
@@ -32,56 +52,103 @@ MAX_WARNINGS = 10
 
 def _parsers() -> dict:
     fmt = argparse.RawDescriptionHelpFormatter
-    c = OneLineParser(prog="runner compare", formatter_class=fmt,
-                description="One row per run under PATH (default: outputs/): the settings "
-                            "that differ,\nvalidation/test metrics and a sparkline of the "
-                            "validation curve.",
-                epilog="KEY: a setting (optimizer.lr, a group's name as optimizer, a unique "
-                       "suffix as lr), a metrics.json key (best_val_acc, test_loss, wall_time; "
-                       "short: val_acc, val_loss, val_rmse, loss, time), status, id or path.\n"
-                       "examples:\n"
-                       "  runner compare outputs/multirun --group-by optimizer,optimizer.lr\n"
-                       "  runner compare --where 'optimizer=adam and lr<1e-2' --sort "
-                       "test_acc --top 5\n"
-                       "  runner compare --diff multirun/2026-01-02/10-00-00/3 "
-                       "multirun/2026-01-02/10-00-00/5\n"
-                       "Exit codes: 0 ok, 1 nothing found, 2 bad input. See docs/compare.md.")
-    c.add_argument("paths", nargs="*", metavar="PATH",
-                   help="runs, sweeps or folders above them (default: outputs)")
-    c.add_argument("--sort", metavar="KEY[:asc|desc][,...]",
-                   help="sort rows (default: the runs' monitor, e.g. best_val_acc; acc "
-                        "descending, everything else ascending unless :asc/:desc)")
+    c = OneLineParser(
+        prog="runner compare",
+        formatter_class=fmt,
+        description="One row per run under PATH (default: outputs/): the settings "
+        "that differ,\nvalidation/test metrics and a sparkline of the "
+        "validation curve.",
+        epilog="KEY: a setting (optimizer.lr, a group's name as optimizer, a unique "
+        "suffix as lr), a metrics.json key (best_val_acc, test_loss, wall_time; "
+        "short: val_acc, val_loss, val_rmse, loss, time), status, id or path.\n"
+        "examples:\n"
+        "  runner compare outputs/multirun --group-by optimizer,optimizer.lr\n"
+        "  runner compare --where 'optimizer=adam and lr<1e-2' --sort "
+        "test_acc --top 5\n"
+        "  runner compare --diff multirun/2026-01-02/10-00-00/3 "
+        "multirun/2026-01-02/10-00-00/5\n"
+        "Exit codes: 0 ok, 1 nothing found, 2 bad input. See docs/compare.md.",
+    )
+    c.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="runs, sweeps or folders above them (default: outputs)",
+    )
+    c.add_argument(
+        "--sort",
+        metavar="KEY[:asc|desc][,...]",
+        help="sort rows (default: the runs' monitor, e.g. best_val_acc; acc "
+        "descending, everything else ascending unless :asc/:desc)",
+    )
     c.add_argument("--top", type=int, metavar="N", help="only the first N rows after sorting")
-    c.add_argument("--where", metavar="EXPR",
-                   help="filter, e.g. 'optimizer=adam and optimizer.lr<1e-2 and "
-                        "status=completed' (=, !=, <, <=, >, >=, ~ regex, !~; and/or/not; "
-                        "parentheses)")
-    c.add_argument("--group-by", metavar="KEY[,KEY]",
-                   help="one row per group: mean ± std and count over the other settings")
-    c.add_argument("--all", action="store_true",
-                   help="show every setting, not only those that differ between rows")
-    c.add_argument("--keep", action="append", default=[], metavar="REGEX",
-                   help="also show settings/metrics whose name matches (re.search)")
-    c.add_argument("--drop", action="append", default=[], metavar="REGEX",
-                   help="hide settings/metrics whose name matches ('curve' for the sparkline)")
+    c.add_argument(
+        "--where",
+        metavar="EXPR",
+        help="filter, e.g. 'optimizer=adam and optimizer.lr<1e-2 and "
+        "status=completed' (=, !=, <, <=, >, >=, ~ regex, !~; and/or/not; "
+        "parentheses)",
+    )
+    c.add_argument(
+        "--group-by",
+        metavar="KEY[,KEY]",
+        help="one row per group: mean ± std and count over the other settings",
+    )
+    c.add_argument(
+        "--all",
+        action="store_true",
+        help="show every setting, not only those that differ between rows",
+    )
+    c.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="also show settings/metrics whose name matches (re.search)",
+    )
+    c.add_argument(
+        "--drop",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="hide settings/metrics whose name matches ('curve' for the sparkline)",
+    )
     c.add_argument("--format", choices=FORMATS, default="table")
-    c.add_argument("--precision", type=int, metavar="N",
-                   help="digits after the point (default 4; CSV/JSON keep full precision "
-                        "unless given)")
-    c.add_argument("--plot", metavar="FILE.png",
-                   help="also draw the shown runs' validation curves overlaid (groups: mean "
-                        "± std band)")
-    c.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
-                   help="settings and metrics that differ between two runs (paths or ids)")
-    b = OneLineParser(prog="runner best", description="Print the best completed run's directory "
-                "(line 1) and its command-line overrides, shell-quoted (line 2).")
+    c.add_argument(
+        "--precision",
+        type=int,
+        metavar="N",
+        help="digits after the point (default 4; CSV/JSON keep full precision unless given)",
+    )
+    c.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the shown runs' validation curves overlaid (groups: mean ± std band)",
+    )
+    c.add_argument(
+        "--diff",
+        nargs=2,
+        metavar=("RUN_A", "RUN_B"),
+        help="settings and metrics that differ between two runs (paths or ids)",
+    )
+    b = OneLineParser(
+        prog="runner best",
+        description="Print the best completed run's directory "
+        "(line 1) and its command-line overrides, shell-quoted (line 2).",
+    )
     b.add_argument("paths", nargs="*", metavar="PATH", help="default: outputs")
-    b.add_argument("--metric", metavar="KEY[:asc|desc]",
-                   help="default: the runs' monitor (best_val_acc: highest, best_val_loss: "
-                        "lowest); :desc picks the highest, :asc the lowest")
+    b.add_argument(
+        "--metric",
+        metavar="KEY[:asc|desc]",
+        help="default: the runs' monitor (best_val_acc: highest, best_val_loss: "
+        "lowest); :desc picks the highest, :asc the lowest",
+    )
     b.add_argument("--where", metavar="EXPR", help="as for runner compare")
-    p = OneLineParser(prog="runner plot", description="Redraw a run's curves.png from curves.csv "
-                "(and its diagnostics when the run has diagnostics.csv).")
+    p = OneLineParser(
+        prog="runner plot",
+        description="Redraw a run's curves.png from curves.csv "
+        "(and its diagnostics when the run has diagnostics.csv).",
+    )
     p.add_argument("run", metavar="RUN", help="a run directory (or its id under outputs/)")
     p.add_argument("--out", metavar="FILE.png", help="default: RUN/curves.png")
     return {"compare": c, "best": b, "plot": p}
@@ -98,14 +165,17 @@ def _warn(runs: list[Run]) -> None:
 # ---------------------------------------------------------------------------------------------
 # commands
 
+
 def _select(args, runs: list[Run], keys: Keys) -> list[Run]:
     if not args.where:
         return runs
     pred, _ = compile_where(args.where, keys)
     selected = [r for r in runs if pred(r)]
     if not selected:
-        raise NoRuns(f"no run matches --where '{args.where}' ({len(runs)} runs under "
-                     f"{', '.join(args.paths)})")
+        raise NoRuns(
+            f"no run matches --where '{args.where}' ({len(runs)} runs under "
+            f"{', '.join(args.paths)})"
+        )
     return selected
 
 
@@ -125,14 +195,18 @@ def cmd_compare(args) -> int:
     try:
         keys = Keys(runs)
         selected = _select(args, runs, keys)
-        gkeys = ([keys.resolve(n.strip(), "--group-by") for n in args.group_by.split(",")]
-                 if args.group_by else [])
-        sort_spec = (parse_sort(args.sort, keys, "--sort") if args.sort
-                     else default_sort(selected, keys))
+        gkeys = (
+            [keys.resolve(n.strip(), "--group-by") for n in args.group_by.split(",")]
+            if args.group_by
+            else []
+        )
+        sort_spec = (
+            parse_sort(args.sort, keys, "--sort") if args.sort else default_sort(selected, keys)
+        )
         items = make_groups(selected, gkeys) if gkeys else selected
         items = sort_items(items, sort_spec)
         if args.top:
-            items = items[:args.top]
+            items = items[: args.top]
         shown = [r for it in items for r in (it.runs if gkeys else [it])]
         cols, hidden = choose_columns(args, keys, shown, gkeys, sort_spec, args.format)
         rows = build_rows(cols, items)
@@ -147,16 +221,20 @@ def cmd_compare(args) -> int:
 
 def _plot_selection(path: str, items: list, gkeys, cols) -> None:
     from runner.compare.render import plot_overlay
+
     params = [c.key for c in cols if c.kind == "param" and c.key not in gkeys]
     series = []
     for it in items:
         if isinstance(it, Group):
-            label = " ".join(f"{Keys.label(k)}={show_value(v)}" for k, v in
-                             zip(gkeys, it.values)) + f" (n={len(it.runs)})"
+            label = (
+                " ".join(f"{Keys.label(k)}={show_value(v)}" for k, v in zip(gkeys, it.values))
+                + f" (n={len(it.runs)})"
+            )
             series.append((label, it.runs))
         else:
-            label = " ".join([it.id] + [f"{Keys.label(k)}={show_value(it.get(k))}"
-                                        for k in params[:4]])
+            label = " ".join(
+                [it.id] + [f"{Keys.label(k)}={show_value(it.get(k))}" for k in params[:4]]
+            )
             series.append((label, [it]))
     metrics = Counter(r.metric for _, runs in series for r in runs if r.metric)
     metric = metrics.most_common(1)[0][0] if metrics else "acc"
@@ -179,18 +257,23 @@ def find_run(name: str, paths: list[str], loaded=None) -> Run:
         raise ResultsError(f"{name}: no such file or directory")
     missing_roots = [r for r in paths if not Path(r).exists()]
     if missing_roots:
-        raise ResultsError(f"{name}: no such file or directory (nor a run id: there is no "
-                           f"{', '.join(map(str, missing_roots))} folder to look in)")
+        raise ResultsError(
+            f"{name}: no such file or directory (nor a run id: there is no "
+            f"{', '.join(map(str, missing_roots))} folder to look in)"
+        )
     runs = loaded() if callable(loaded) else loaded if loaded is not None else load_runs(paths)
     want = name.strip("/")
     hits = [r for r in runs if r.id == want] or [
-        r for r in runs if Path(r.path).as_posix().endswith("/" + want)]
+        r for r in runs if Path(r.path).as_posix().endswith("/" + want)
+    ]
     if len(hits) == 1:
         return hits[0]
     if not hits:
         examples = ", ".join(r.id for r in runs[:3])
-        raise ResultsError(f"{name}: no such run under {', '.join(paths)} (give a path or an "
-                           f"id such as {examples})")
+        raise ResultsError(
+            f"{name}: no such run under {', '.join(paths)} (give a path or an "
+            f"id such as {examples})"
+        )
     raise ResultsError(f"{name}: ambiguous, matches {', '.join(r.id for r in hits[:5])}")
 
 
@@ -210,12 +293,15 @@ def cmd_diff(args) -> int:
             if hashable(va) != hashable(vb):
                 rows.append((kind, Keys.label(("p" if kind == "config" else "m", k)), va, vb))
     if a.status != b.status:
-        rows.insert(sum(1 for r in rows if r[0] == "config"), ("metrics", "status", a.status,
-                                                               b.status))
+        rows.insert(
+            sum(1 for r in rows if r[0] == "config"), ("metrics", "status", a.status, b.status)
+        )
     if args.format in ("csv", "json"):  # raw values, missing ones as null
         cols = [Column(n, "text") for n in ("kind", "key", "a", "b")]
-        cells = [[kind, key, None if va is missing() else va, None if vb is missing() else vb]
-                 for kind, key, va, vb in rows]
+        cells = [
+            [kind, key, None if va is missing() else va, None if vb is missing() else vb]
+            for kind, key, va, vb in rows
+        ]
     else:
         precision = 4 if args.precision is None else args.precision
 
@@ -223,8 +309,8 @@ def cmd_diff(args) -> int:
             if v is missing():
                 return "-"
             return show_value(v) if kind == "config" else fmt_number(v, precision)
-        cols = [Column("", "text"), Column("key", "text"), Column("a", "text"),
-                Column("b", "text")]
+
+        cols = [Column("", "text"), Column("key", "text"), Column("a", "text"), Column("b", "text")]
         cells = [[kind, key, text(kind, va), text(kind, vb)] for kind, key, va, vb in rows]
     if args.format == "table":
         print(f"a: {a.path}\nb: {b.path}")
@@ -247,13 +333,17 @@ def cmd_best(args) -> int:
         if args.metric:
             spec = parse_sort(args.metric, keys, "--metric")
             if spec[0][0][0] != "m":
-                raise ResultsError(f"--metric: '{args.metric}' is not a metric; available: "
-                                   f"{', '.join(keys.metrics)}")
+                raise ResultsError(
+                    f"--metric: '{args.metric}' is not a metric; available: "
+                    f"{', '.join(keys.metrics)}"
+                )
         else:
             spec = default_sort(completed, keys)
         if not spec:
-            raise ResultsError(f"--metric: no validation metric in the runs; available: "
-                               f"{', '.join(keys.metrics) or 'none'}")
+            raise ResultsError(
+                f"--metric: no validation metric in the runs; available: "
+                f"{', '.join(keys.metrics) or 'none'}"
+            )
         candidates = _select(args, completed, keys)
         ranked = [r for r in sort_items(candidates, spec[:1]) if sortable(r.get(spec[0][0]))]
         if not ranked:
@@ -262,9 +352,11 @@ def cmd_best(args) -> int:
         print(best.path)
         print(shlex.join(best.overrides()))
         key, desc = spec[0]
-        print(f"runner: best {Keys.label(key)} = {show_value(best.get(key))} "
-              f"({'max' if desc else 'min'} over {len(ranked)} completed runs): {best.id}",
-              file=sys.stderr)
+        print(
+            f"runner: best {Keys.label(key)} = {show_value(best.get(key))} "
+            f"({'max' if desc else 'min'} over {len(ranked)} completed runs): {best.id}",
+            file=sys.stderr,
+        )
     finally:
         _warn(runs)
     return 0
@@ -283,13 +375,18 @@ def cmd_plot(args) -> int:
     wanted = ["train_loss", "val_loss"] + ([f"train_{metric}", f"val_{metric}"] if metric else [])
     have = [f for f in wanted if f in fields]
     if "epoch" not in fields or not have:
-        raise ResultsError(f"{curves}: nothing to plot (columns {', '.join(fields)}; expected "
-                           f"epoch and some of {', '.join(wanted)})")
+        raise ResultsError(
+            f"{curves}: nothing to plot (columns {', '.join(fields)}; expected "
+            f"epoch and some of {', '.join(wanted)})"
+        )
     lacking = [f for f in wanted if f not in fields]
     if lacking:
-        run.warnings.append(f"{rundir.CURVES} has no {', '.join(lacking)} column"
-                            f"{'s' if len(lacking) > 1 else ''}: plotted the others")
+        run.warnings.append(
+            f"{rundir.CURVES} has no {', '.join(lacking)} column"
+            f"{'s' if len(lacking) > 1 else ''}: plotted the others"
+        )
     from runner.plots import plot_curves
+
     out = Path(args.out) if args.out else run.path / rundir.CURVES_PNG
     title = " ".join(run.overrides()) or run.id
     plot_curves(rows, metric, out, title=title)
@@ -309,15 +406,19 @@ def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> Non
     rows = got.data
     if not rows or not {"grad_norm", "act_std"} <= set(rows[0]):
         if rows:
-            run.warnings.append(f"not plotted: {rundir.DIAGNOSTICS} has no grad_norm and "
-                                f"act_std columns")
+            run.warnings.append(
+                f"not plotted: {rundir.DIAGNOSTICS} has no grad_norm and act_std columns"
+            )
         return
     try:
         from runner.plots import plot_diagnostics
     except ImportError:
         return
-    target = (run.path / rundir.DIAGNOSTICS_PNG if default_out
-              else out.with_name(out.stem + "_diagnostics.png"))
+    target = (
+        run.path / rundir.DIAGNOSTICS_PNG
+        if default_out
+        else out.with_name(out.stem + "_diagnostics.png")
+    )
     plot_diagnostics(rows, target, title=title)
     print(target)
 
@@ -340,10 +441,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # runner compare | head
-        try:
-            sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
         return 0
     except OSError as e:  # e.g. --plot into a folder that does not exist (rundir.atomic_write)
         where = f"cannot write {e.filename}: " if e.filename else ""

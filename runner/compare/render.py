@@ -1,6 +1,7 @@
 """Output of `runner compare`: a rich table (terminal), markdown, CSV and JSON (plain, parseable),
 sparklines, and the overlaid learning curves of --plot. The tables come in as columns and cells
 built by runner.compare; nothing here reads run directories except curves for --plot."""
+
 from __future__ import annotations
 
 import csv
@@ -15,25 +16,32 @@ from runner.compare.results import show_value
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK = "curve"  # the sparkline column (--drop curve hides it)
 SPARK_WIDTH = 16
-STATUS_STYLE = {"completed": "green", "diverged": "red", "failed": "bold red",
-                "interrupted": "magenta", "running": "yellow", "stale": "yellow dim",
-                "unreadable": "bold red", "incomplete": "dim"}
+STATUS_STYLE = {
+    "completed": "green",
+    "diverged": "red",
+    "failed": "bold red",
+    "interrupted": "magenta",
+    "running": "yellow",
+    "stale": "yellow dim",
+    "unreadable": "bold red",
+    "incomplete": "dim",
+}
 
 
 @dataclass
 class Column:
-    name: str          # header, CSV/JSON field (group metrics: NAME_mean and NAME_std there)
-    kind: str          # id | path | status | param | metric | n | spark
+    name: str  # header, CSV/JSON field (group metrics: NAME_mean and NAME_std there)
+    kind: str  # id | path | status | param | metric | n | spark
     key: tuple | None = None
-    better: str | None = None   # "max" / "min": the best cell is shown bold in the table
+    better: str | None = None  # "max" / "min": the best cell is shown bold in the table
 
 
 @dataclass
 class Cell:
-    value: object = None        # raw value (metric mean in groups)
-    std: object = None          # groups: the sample standard deviation (None for one run)
+    value: object = None  # raw value (metric mean in groups)
+    std: object = None  # groups: the sample standard deviation (None for one run)
     grouped: bool = False
-    counts: bool = False        # groups of integer metrics (epochs): one decimal is enough
+    counts: bool = False  # groups of integer metrics (epochs): one decimal is enough
 
 
 def fmt_number(v, precision: int) -> str:
@@ -46,7 +54,7 @@ def fmt_number(v, precision: int) -> str:
     if isinstance(v, float):
         if not math.isfinite(v):
             return str(v)
-        if v == 0 or abs(v) >= 10 ** -precision:
+        if v == 0 or abs(v) >= 10**-precision:
             return f"{v:.{precision}f}"
         return f"{v:.{max(precision - 1, 0)}e}"
     return show_value(v)
@@ -61,8 +69,11 @@ def sparkline(values, width: int = SPARK_WIDTH) -> str:
     if len(vals) > width:
         buckets = []
         for i in range(width):
-            seg = [v for v in vals[i * len(vals) // width:(i + 1) * len(vals) // width]
-                   if math.isfinite(v)]
+            seg = [
+                v
+                for v in vals[i * len(vals) // width : (i + 1) * len(vals) // width]
+                if math.isfinite(v)
+            ]
             buckets.append(sum(seg) / len(seg) if seg else math.nan)
         vals = buckets
     finite = [v for v in vals if math.isfinite(v)]
@@ -91,8 +102,9 @@ def _text(col: Column, cell, precision: int) -> str:
             if cell.grouped and cell.std is not None:
                 # the std in the mean's notation: 0.9500 ± 0.0000, not ± 2.6e-07
                 fixed = "e" not in text and isinstance(cell.std, float)
-                text += " ± " + (f"{cell.std:.{precision}f}" if fixed
-                                 else fmt_number(cell.std, precision))
+                text += " ± " + (
+                    f"{cell.std:.{precision}f}" if fixed else fmt_number(cell.std, precision)
+                )
             return text
         return fmt_number(cell, precision)
     if col.kind == "param":
@@ -112,9 +124,14 @@ def _best_rows(columns, rows) -> dict:
     for j, col in enumerate(columns):
         if col.kind != "metric" or col.better is None:
             continue
-        vals = [(i, r[j].value) for i, r in enumerate(rows)
-                if isinstance(r[j], Cell) and isinstance(r[j].value, (int, float))
-                and not isinstance(r[j].value, bool) and math.isfinite(r[j].value)]
+        vals = [
+            (i, r[j].value)
+            for i, r in enumerate(rows)
+            if isinstance(r[j], Cell)
+            and isinstance(r[j].value, (int, float))
+            and not isinstance(r[j].value, bool)
+            and math.isfinite(r[j].value)
+        ]
         if len(vals) > 1:
             target = (max if col.better == "max" else min)(v for _, v in vals)
             best[j] = {i for i, v in vals if v == target}
@@ -127,8 +144,11 @@ def _fit(widths: list[int], mins: list, available: int, gap: int) -> list[int]:
     widths = list(widths)
     excess = sum(widths) + gap * (len(widths) - 1) - available
     while excess > 0:
-        j = max((k for k, m in enumerate(mins) if m is not None and widths[k] > m),
-                key=lambda k: widths[k] - mins[k], default=None)
+        j = max(
+            (k for k, m in enumerate(mins) if m is not None and widths[k] > m),
+            key=lambda k: widths[k] - mins[k],
+            default=None,
+        )
         if j is None:
             break
         widths[j] -= 1
@@ -141,13 +161,14 @@ def _clip(text: str, width: int, left: bool = False) -> str:
     them apart: …/12-00-00/7, …izer.lr)."""
     if len(text) <= width:
         return text
-    return "…" + text[len(text) - width + 1:] if left else text[:max(width - 1, 0)] + "…"
+    return "…" + text[len(text) - width + 1 :] if left else text[: max(width - 1, 0)] + "…"
 
 
 def render_table(columns, rows, precision: int, caption: str = "", file=None) -> None:
-    """Aligned columns under a rule. Laid out here rather than with rich.Table, which takes
-    ~1.2 s for 1,000 rows; rich only styles the text when writing to a terminal. Piped output
-    is plain text as wide as it needs; in a terminal, text columns are narrowed (…) to fit."""
+    """Aligned columns under a rule. Laid out here rather than with rich.Table, which is slow
+    for a thousand rows (docs/performance.md); rich only styles the text when writing to a
+    terminal. Piped output is plain text as wide as it needs; in a terminal, text columns are
+    narrowed (…) to fit."""
     file = file or sys.stdout
     gap = 2
     texts = [[_text(c, x, precision) for c, x in zip(columns, row)] for row in rows]
@@ -156,16 +177,24 @@ def render_table(columns, rows, precision: int, caption: str = "", file=None) ->
     console = None
     if getattr(file, "isatty", lambda: False)():
         from rich.console import Console
+
         console = Console(file=file, highlight=False)
-        mins = [14 if c.kind == "id" else
-                max([6] + [len(t[j]) for t in texts]) if c.kind == "param" else None
-                for j, c in enumerate(columns)]
+        mins = [
+            14
+            if c.kind == "id"
+            else max([6] + [len(t[j]) for t in texts])
+            if c.kind == "param"
+            else None
+            for j, c in enumerate(columns)
+        ]
         widths = _fit(widths, mins, console.width, gap)
     left = [c.kind in ("id", "param") for c in columns]
 
     def line(cells):
-        return [(_clip(t, w, lf).rjust(w) if r else _clip(t, w, lf).ljust(w))
-                for t, w, r, lf in zip(cells, widths, right, left)]
+        return [
+            (_clip(t, w, lf).rjust(w) if r else _clip(t, w, lf).ljust(w))
+            for t, w, r, lf in zip(cells, widths, right, left)
+        ]
 
     best = _best_rows(columns, rows)
     styles = [["bold"] * len(columns)]
@@ -190,6 +219,7 @@ def render_table(columns, rows, precision: int, caption: str = "", file=None) ->
         file.write("\n".join(out) + "\n")
         return
     from rich.text import Text
+
     text = Text()
     for n, (cells, row_styles) in enumerate(zip(body, styles)):
         for j, (cell, style) in enumerate(zip(cells, row_styles)):
@@ -210,11 +240,14 @@ def render_markdown(columns, rows, precision: int, file=None) -> None:
     def esc(s: str) -> str:
         return s.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(esc(c.name) for c in columns) + " |",
-             "|" + "|".join("---:" if c.kind in ("metric", "n") else "---" for c in columns) + "|"]
+    lines = [
+        "| " + " | ".join(esc(c.name) for c in columns) + " |",
+        "|" + "|".join("---:" if c.kind in ("metric", "n") else "---" for c in columns) + "|",
+    ]
     for row in rows:
-        lines.append("| " + " | ".join(esc(_text(c, x, precision)) for c, x in zip(columns, row))
-                     + " |")
+        lines.append(
+            "| " + " | ".join(esc(_text(c, x, precision)) for c, x in zip(columns, row)) + " |"
+        )
     file.write("\n".join(lines) + "\n")
 
 
@@ -262,9 +295,14 @@ def render_csv(columns, rows, precision=None, file=None) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(fields)
     for rec in recs:
-        w.writerow(["" if rec.get(f) is None else
-                    (show_value(rec[f]) if isinstance(rec[f], (bool, list, dict)) else rec[f])
-                    for f in fields])
+        w.writerow(
+            [
+                ""
+                if rec.get(f) is None
+                else (show_value(rec[f]) if isinstance(rec[f], (bool, list, dict)) else rec[f])
+                for f in fields
+            ]
+        )
     file.write(buf.getvalue())
 
 
@@ -274,9 +312,12 @@ def render(fmt: str, columns, rows, precision, caption: str = "", file=None) -> 
     elif fmt == "markdown":
         render_markdown(columns, rows, 4 if precision is None else precision, file)
     elif fmt == "csv":
-        render_csv([c for c in columns if c.kind != "spark"],
-                   [[x for c, x in zip(columns, r) if c.kind != "spark"] for r in rows],
-                   precision, file)
+        render_csv(
+            [c for c in columns if c.kind != "spark"],
+            [[x for c, x in zip(columns, r) if c.kind != "spark"] for r in rows],
+            precision,
+            file,
+        )
     else:
         render_json(columns, rows, precision, file)
 
@@ -293,20 +334,18 @@ def mean_curve(curves: list[list[float]]) -> tuple[list[float], list[float]]:
             continue
         m = sum(vals) / len(vals)
         mean.append(m)
-        std.append(math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
-                   if len(vals) > 1 else 0.0)
+        std.append(
+            math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        )
     return mean, std
 
 
 def plot_overlay(series, metric: str, path, title: str = "") -> None:
     """series: [(label, [runs])]: one line per run, or for a group of runs the mean with a
     +-1 std band; validation loss (left) and validation metric (right) against epoch."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from runner.plots import pyplot, save_png
 
-    from runner.rundir import atomic_write
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for label, runs in series:
         for ax, name in ((axes[0], "val_loss"), (axes[1], f"val_{metric}")):
@@ -318,12 +357,18 @@ def plot_overlay(series, metric: str, path, title: str = "") -> None:
             epochs = list(range(1, len(mean) + 1))
             (line,) = ax.plot(epochs, mean, label=label, lw=1.4)
             if len(curves) > 1:
-                ax.fill_between(epochs, [m - s for m, s in zip(mean, std)],
-                                [m + s for m, s in zip(mean, std)], color=line.get_color(),
-                                alpha=0.15, lw=0)
-    for ax, ylabel in ((axes[0], "validation loss"),
-                       (axes[1], "validation " + {"acc": "accuracy", "rmse": "RMSE"}
-                        .get(metric, metric))):
+                ax.fill_between(
+                    epochs,
+                    [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)],
+                    color=line.get_color(),
+                    alpha=0.15,
+                    lw=0,
+                )
+    for ax, ylabel in (
+        (axes[0], "validation loss"),
+        (axes[1], "validation " + {"acc": "accuracy", "rmse": "RMSE"}.get(metric, metric)),
+    ):
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel(ylabel)
@@ -332,8 +377,4 @@ def plot_overlay(series, metric: str, path, title: str = "") -> None:
         axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(path, buf.getvalue())
+    save_png(fig, path, tight=True)

@@ -3,6 +3,7 @@ through runner.rundir (the run folder's format, status and metric names), withou
 hydra or omegaconf. A run that is damaged, half-done or still going is still listed (status
 unreadable, stale, running or incomplete; see rundir.LIFECYCLE) with a warning; reading never
 raises for one bad run."""
+
 from __future__ import annotations
 
 import json
@@ -69,7 +70,7 @@ class Run:
     params: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
-    reason: str | None = None   # why the status is unreadable or stale
+    reason: str | None = None  # why the status is unreadable or stale
     curves_error: str | None = None  # "curves.csv: not UTF-8 (byte 0xff at 17)"
     _curves: rundir.Curves | None = None
     _curves_notes: tuple | None = None
@@ -77,7 +78,7 @@ class Run:
 
     @property
     def metric(self) -> str | None:
-        """"acc" or "rmse" (from metrics.json, else from the curves' header)."""
+        """ "acc" or "rmse" (from metrics.json, else from the curves' header)."""
         m = self.metrics.get("metric")
         if m:
             return m
@@ -90,8 +91,12 @@ class Run:
             return self.params.get(name)
         if kind == "m":
             return self.metrics.get(name)
-        return {"id": self.id, "status": self.status, "path": str(self.path),
-                "reason": self.reason}[name]
+        return {
+            "id": self.id,
+            "status": self.status,
+            "path": str(self.path),
+            "reason": self.reason,
+        }[name]
 
     def curves(self) -> list[dict]:
         """curves.csv rows as {field: float} (NaN for empty cells); [] if missing or damaged."""
@@ -187,11 +192,14 @@ def load_run(path: Path, now: float | None = None) -> Run:
         damaged.append(bad_curves)
 
     if metrics:
-        run.metrics = {k: v for k, v in metrics.items()
-                       if k != "status" and k not in rundir.LIVE_KEYS
-                       and (v is None or isinstance(v, (int, float, str)))}
-    mtime = (rundir.last_write(path) if metrics and metrics.get("status") == rundir.RUNNING
-             else None)
+        run.metrics = {
+            k: v
+            for k, v in metrics.items()
+            if k != "status"
+            and k not in rundir.LIVE_KEYS
+            and (v is None or isinstance(v, (int, float, str)))
+        }
+    mtime = rundir.last_write(path) if metrics and metrics.get("status") == rundir.RUNNING else None
     run.status = rundir.status_of(metrics, now, mtime)
     if run.status == rundir.STALE:
         run.reason = rundir.stale_reason(metrics, now, mtime)
@@ -245,8 +253,10 @@ def load_runs(paths) -> list[Run]:
                 seen.add(key)
                 dirs.append(d)
     if not dirs:
-        raise NoRuns(f"no runs found under {', '.join(str(p) for p in paths)} "
-                     f"(a run is a folder with .hydra/ in it)")
+        raise NoRuns(
+            f"no runs found under {', '.join(str(p) for p in paths)} "
+            f"(a run is a folder with .hydra/ in it)"
+        )
     dirs.sort(key=lambda d: natural_key(str(d)))
     absolute = [os.path.abspath(d) for d in dirs]
     common = os.path.commonpath(absolute)
@@ -313,11 +323,10 @@ class Keys:
         if len(ends) > 1:
             return f"'{name}' is ambiguous ({', '.join(ends)})"
         import difflib
-        names = list(SPECIAL) + self.metrics + list(ALIASES) + self.params + list(
-            self._groups)
+
+        names = list(SPECIAL) + self.metrics + list(ALIASES) + self.params + list(self._groups)
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-        return f"unknown key '{name}'" + (f" (did you mean {' or '.join(close)}?)"
-                                          if close else "")
+        return f"unknown key '{name}'" + (f" (did you mean {' or '.join(close)}?)" if close else "")
 
     def resolve(self, name: str, option: str) -> tuple:
         key = self.find(name)

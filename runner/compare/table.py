@@ -1,5 +1,6 @@
 """The rows of `runner compare`: runs or groups of runs (mean ± std), their sort order, which
 columns to show (only the settings that differ, unless --all/--keep/--drop) and the cells."""
+
 from __future__ import annotations
 
 import math
@@ -13,19 +14,26 @@ from runner.compare.results import Keys, ResultsError, Run, natural_key, show_va
 # ---------------------------------------------------------------------------------------------
 # rows: runs or groups of runs, both answering .get(key)
 
+
 class Group:
     def __init__(self, gkeys: list[tuple], values: tuple, runs: list[Run]):
         self.gkeys, self.values, self.runs = gkeys, values, runs
         self.id = " ".join(show_value(v) for v in values)
 
     def stats(self, key):
-        vals = [float(v) for v in (r.get(key) for r in self.runs)
-                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+        vals = [
+            float(v)
+            for v in (r.get(key) for r in self.runs)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        ]
         if not vals:
             return None, None
         mean = sum(vals) / len(vals)
-        std = (math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-               if len(vals) > 1 else None)
+        std = (
+            math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+            if len(vals) > 1
+            else None
+        )
         return mean, std
 
     def status(self) -> str:
@@ -62,6 +70,7 @@ def make_groups(runs: list[Run], gkeys: list[tuple]) -> list[Group]:
 # ---------------------------------------------------------------------------------------------
 # sorting
 
+
 def _default_desc(key: tuple) -> bool:
     """Metrics that are better higher (rundir.higher_is_better) sort descending, the rest
     ascending."""
@@ -84,8 +93,11 @@ def parse_sort(text: str, keys: Keys, option: str) -> list[tuple]:
 
 def default_sort(runs: list[Run], keys: Keys) -> list[tuple]:
     """The runs' monitor (most common one): best_val_acc descending, best_val_loss ascending."""
-    counts = Counter((r.metrics["monitor"], r.metrics.get("mode")) for r in runs
-                     if isinstance(r.metrics.get("monitor"), str))
+    counts = Counter(
+        (r.metrics["monitor"], r.metrics.get("mode"))
+        for r in runs
+        if isinstance(r.metrics.get("monitor"), str)
+    )
     if counts:
         (monitor, mode), _ = counts.most_common(1)[0]
         if f"best_{monitor}" in keys.metrics:
@@ -141,15 +153,17 @@ def _matches(rxs, key: tuple) -> bool:
     return any(rx.search(n) for rx in rxs for n in names)
 
 
-def choose_columns(args, keys: Keys, runs: list[Run], gkeys: list[tuple], sort_spec,
-                   fmt: str) -> tuple[list[Column], int]:
+def choose_columns(
+    args, keys: Keys, runs: list[Run], gkeys: list[tuple], sort_spec, fmt: str
+) -> tuple[list[Column], int]:
     """Columns to show, and how many settings were hidden because equal in every row."""
     keep, drop = _regexes(args.keep, "--keep"), _regexes(args.drop, "--drop")
     all_keys = [("p", k) for k in keys.params] + [("m", k) for k in keys.metrics]
     for rx, pattern in zip(keep, args.keep):
         if not any(_matches([rx], k) for k in all_keys):
-            raise ResultsError(f"--keep: '{pattern}' matches no setting or metric; available: "
-                               f"{keys.available()}")
+            raise ResultsError(
+                f"--keep: '{pattern}' matches no setting or metric; available: {keys.available()}"
+            )
     cols = [Column("id", "id", ("s", "id"))] if not gkeys else []
     for k in gkeys:
         kind = {"p": "param", "m": "text"}.get(k[0], "status" if k[1] == "status" else "id")
@@ -182,8 +196,7 @@ def choose_columns(args, keys: Keys, runs: list[Run], gkeys: list[tuple], sort_s
     cols += [Column(Keys.label(k), "param", k) for k in params]
 
     metric_names = list(dict.fromkeys(r.metric for r in runs if r.metric))
-    wanted = [f"{part}_{m}" for m in metric_names
-              for part in ("best_val", "final_val", "test")]
+    wanted = [f"{part}_{m}" for m in metric_names for part in ("best_val", "final_val", "test")]
     wanted += ["best_val_loss", "best_epoch", "epochs_run", "wall_time"]
     wanted += [k[1] for k, _ in sort_spec if k[0] == "m"]
     wanted += [k for k in keys.metrics if _matches(keep, ("m", k))]
@@ -232,21 +245,30 @@ def build_rows(cols: list[Column], items: list) -> list[list]:
 
 def caption(runs, shown, items, gkeys, sort_spec, hidden) -> str:
     counts = Counter(r.status for r in shown)
-    parts = [f"{len(shown)} of {len(runs)} runs" if len(shown) != len(runs)
-             else f"{len(runs)} runs"]
+    parts = [
+        f"{len(shown)} of {len(runs)} runs" if len(shown) != len(runs) else f"{len(runs)} runs"
+    ]
     parts[0] += " (" + ", ".join(f"{n} {s}" for s, n in counts.most_common()) + ")"
     if gkeys:
-        varying = [Keys.label(("p", k)) for k in dict.fromkeys(k for r in shown for k in r.params)
-                   if ("p", k) not in gkeys and any(
-                       len({hashable(r.params[k]) for r in g.runs if k in r.params}) > 1
-                       for g in items)]
+        varying = [
+            Keys.label(("p", k))
+            for k in dict.fromkeys(k for r in shown for k in r.params)
+            if ("p", k) not in gkeys
+            and any(
+                len({hashable(r.params[k]) for r in g.runs if k in r.params}) > 1 for g in items
+            )
+        ]
         if len(varying) > 6:
             varying = varying[:6] + [f"{len(varying) - 6} more"]
-        parts.append(f"{len(items)} groups; mean ± std (n-1) over "
-                     f"{', '.join(varying) if varying else 'repeats'}")
+        parts.append(
+            f"{len(items)} groups; mean ± std (n-1) over "
+            f"{', '.join(varying) if varying else 'repeats'}"
+        )
     if sort_spec:
-        parts.append("sorted by " + ", ".join(f"{Keys.label(k)} {'desc' if d else 'asc'}"
-                                              for k, d in sort_spec))
+        parts.append(
+            "sorted by "
+            + ", ".join(f"{Keys.label(k)} {'desc' if d else 'asc'}" for k, d in sort_spec)
+        )
     if hidden:
         parts.append(f"{hidden} settings equal in all rows hidden (--all shows them)")
     return "; ".join(parts)

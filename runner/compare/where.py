@@ -12,6 +12,7 @@ KEY is a setting (optimizer.lr; a group's name as optimizer), a metric (best_val
 status, id or path. '=' compares numbers as numbers (lr=0.01 matches 1e-2) and anything else as
 text; '<' '<=' '>' '>=' need a number and are false where the key has none. and/or/not are
 case-insensitive; quote a value that is one of them or holds spaces or ()<>=!~ characters."""
+
 from __future__ import annotations
 
 import math
@@ -32,9 +33,9 @@ class WhereError(ResultsError):
 
 @dataclass
 class Tok:
-    kind: str   # "(", ")", "op", "word", "str", "kw", "end"
+    kind: str  # "(", ")", "op", "word", "str", "kw", "end"
     text: str
-    pos: int    # 0-based offset in the expression
+    pos: int  # 0-based offset in the expression
 
 
 def _err(expr: str, pos: int, msg: str) -> WhereError:
@@ -135,8 +136,7 @@ class _Parser:
             self.take()
             node = self.expr_()
             if self.peek().kind != ")":
-                raise self.error(self.peek(), f"expected ')' (for the '(' of column "
-                                              f"{t.pos + 1})")
+                raise self.error(self.peek(), f"expected ')' (for the '(' of column {t.pos + 1})")
             self.take()
             return node
         return self.comparison()
@@ -149,12 +149,15 @@ class _Parser:
             raise self.error(t, f"expected a key, got '{t.text}'")
         key = self.keys.find(t.text)
         if key is None:
-            raise WhereError(f"{_err(self.expr, t.pos, self.keys.unknown(t.text))}; "
-                             f"available: {self.keys.available()}")
+            raise WhereError(
+                f"{_err(self.expr, t.pos, self.keys.unknown(t.text))}; "
+                f"available: {self.keys.available()}"
+            )
         op = self.take()
         if op.kind != "op":
-            raise self.error(op, f"expected an operator (=, !=, <, <=, >, >=, ~, !~) after "
-                                 f"'{t.text}'")
+            raise self.error(
+                op, f"expected an operator (=, !=, <, <=, >, >=, ~, !~) after '{t.text}'"
+            )
         v = self.take()
         if v.kind not in ("word", "str"):
             raise self.error(v, f"expected a value after '{op.text}'")

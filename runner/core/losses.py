@@ -20,6 +20,7 @@ log_linear the rmse is in log space (about the relative error of the predicted p
 Targets must be positive for log_linear; a non-positive target (only padding rows have one) is
 read as 1 so that padded batches stay finite.
 """
+
 from __future__ import annotations
 
 import jax
@@ -70,22 +71,19 @@ def metric(head: str, out, y):
 
 
 def metric_name(head: str) -> str:
-    """``"acc"`` for classification heads, ``"rmse"`` for regression heads."""
+    """``"acc"`` for classification heads, ``"rmse"`` for regression heads. Which way a metric
+    is better is runner.rundir's rule (higher_is_better, by name), never decided here."""
     _check(head)
     return "acc" if head in CLASSIFICATION_HEADS else "rmse"
-
-
-def higher_is_better(head: str) -> bool:
-    """Whether the head's metric is better higher (the one rule: runner.rundir)."""
-    from runner.rundir import higher_is_better as rule
-    return bool(rule(metric_name(head)))
 
 
 def finalize(head: str, metric_sum, weight_sum=1.0):
     """The reported metric from the weighted sum of per-example metric values and the sum of the
     weights n (or from their weighted mean alone, leaving ``weight_sum`` at 1): accuracy
     ``sum / n``; rmse ``sqrt(sum / n)`` (n clamped to >= 1)."""
-    mean = jnp.asarray(metric_sum, jnp.float32) / jnp.maximum(jnp.asarray(weight_sum, jnp.float32), 1.0)
+    mean = jnp.asarray(metric_sum, jnp.float32) / jnp.maximum(
+        jnp.asarray(weight_sum, jnp.float32), 1.0
+    )
     return mean if metric_name(head) == "acc" else jnp.sqrt(mean)
 
 

@@ -1,6 +1,7 @@
 """Activations, initializers and the flax.linen models (mlp, resmlp, cnn).
 
-Every number a model reads comes from ``hp`` (runner.core.spec.make_hparams): float32 arrays that may be
+Every number a model reads comes from ``hp`` (runner.core.spec.make_hparams): float32 arrays that
+may be
 JAX tracers, because the model is built and initialized inside jax.jit. So nothing here converts an
 hp value to a Python float or branches on one; everything that changes the program (names, sizes,
 on/off switches) comes from the static ModelSpec.
@@ -10,15 +11,17 @@ Parameter names: weights are "kernel" (Dense/Conv, including the "head"), biases
 submodule "layer{i}" (with "dense" or "conv", "bn", "act" inside); resmlp's skip projections are
 "skip{i}".
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from runner.core.spec import ModelSpec
+from runner.core.spec import NO_INIT, ModelSpec
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -66,8 +69,9 @@ ACTIVATION_FNS: dict[str, Callable] = {
 ACTIVATIONS = tuple(ACTIVATION_FNS) + ("prelu", "maxout")
 
 
-def activation_fn(name: str, hp: dict, *, train: bool = False, rng=None, slope=None,
-                  k: int = 2) -> Callable[[Array], Array]:
+def activation_fn(
+    name: str, hp: dict, *, train: bool = False, rng=None, slope=None, k: int = 2
+) -> Callable[[Array], Array]:
     """The activation `name` as a function of x, with its knobs read from hp.
 
     prelu: `slope` is the learned parameter (default: its initial value hp["negative_slope"]).
@@ -87,6 +91,7 @@ def activation_fn(name: str, hp: dict, *, train: bool = False, rng=None, slope=N
 
 class Activation(nn.Module):
     """An activation as a module: owns prelu's learned slope and draws rrelu's 'rrelu' rng."""
+
     kind: str
     hp: Any
     per_unit: bool = True
@@ -98,8 +103,9 @@ class Activation(nn.Module):
         if self.kind == "prelu":
             init_value = self.hp["negative_slope"]
             shape = (x.shape[-1],) if self.per_unit else ()
-            slope = self.param("prelu_slope",
-                               lambda key, shape: jnp.full(shape, init_value, jnp.float32), shape)
+            slope = self.param(
+                "prelu_slope", lambda key, shape: jnp.full(shape, init_value, jnp.float32), shape
+            )
         rng = self.make_rng("rrelu") if self.kind == "rrelu" and train else None
         return activation_fn(self.kind, self.hp, train=train, rng=rng, slope=slope, k=self.k)(x)
 
@@ -107,8 +113,19 @@ class Activation(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Initializers
 
-INITIALIZERS = ("zeros", "constant", "normal", "uniform", "glorot_normal", "glorot_uniform",
-                "he_normal", "he_uniform", "lecun_normal", "lecun_uniform", "orthogonal")
+INITIALIZERS = (
+    "zeros",
+    "constant",
+    "normal",
+    "uniform",
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+    "orthogonal",
+)
 
 _VARIANCE_SCALING = {
     "glorot_normal": jax.nn.initializers.glorot_normal,
@@ -136,23 +153,30 @@ def make_initializer(name: str, hp: dict) -> Initializer:
       before truncation (jax.nn.initializers.variance_scaling, distribution="truncated_normal").
     - orthogonal: hp["init_gain"] * Q with Q orthonormal columns (rows if the kernel, reshaped
       to (fan_in * receptive field, fan_out), is wide): W^T W = gain^2 I for tall W.
+    - none (runner.core.spec.NO_INIT, a Spec.without_init() model): NaN, the right shape for
+      flax's shape check of stored weights; never a run's initial weights.
     """
+    if name == NO_INIT:  # a placeholder: flax checks stored weights' shapes against it
+        return lambda key, shape, dtype=jnp.float32: jnp.full(shape, jnp.nan, dtype)
     if name == "zeros":
         return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype)
     if name == "constant":
         return lambda key, shape, dtype=jnp.float32: jnp.full(shape, hp["init_value"], dtype)
     if name == "normal":
         return lambda key, shape, dtype=jnp.float32: (
-            hp["init_std"] * jax.random.normal(key, shape, dtype)).astype(dtype)
+            hp["init_std"] * jax.random.normal(key, shape, dtype)
+        ).astype(dtype)
     if name == "uniform":
         return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-            key, shape, dtype, minval=-hp["init_limit"], maxval=hp["init_limit"])
+            key, shape, dtype, minval=-hp["init_limit"], maxval=hp["init_limit"]
+        )
     if name in _VARIANCE_SCALING:
         return _VARIANCE_SCALING[name]()
     if name == "orthogonal":
         base = jax.nn.initializers.orthogonal(1.0)
         return lambda key, shape, dtype=jnp.float32: (
-            hp["init_gain"] * base(key, shape, dtype)).astype(dtype)
+            hp["init_gain"] * base(key, shape, dtype)
+        ).astype(dtype)
     raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
 
 
@@ -177,6 +201,7 @@ def inverted_dropout(x, rate, rng):
 class Layer(nn.Module):
     """One hidden layer: Dense/Conv -> [BN before] -> activation -> [BN after] -> [max-pool]
     -> dropout with rate hp["dropout"][index]. Maxout layers have width * k outputs."""
+
     spec: ModelSpec
     hp: Any
     width: int
@@ -187,12 +212,18 @@ class Layer(nn.Module):
     def __call__(self, x, train: bool = False, mask=None):
         s, hp = self.spec, self.hp
         features = self.width * (s.maxout_k if s.activation == "maxout" else 1)
-        inits = dict(kernel_init=make_initializer(s.init, hp), bias_init=bias_initializer(hp))
+        kernel_init, bias_init = make_initializer(s.init, hp), bias_initializer(hp)
         if self.conv:
-            x = nn.Conv(features, (s.kernel_size,) * s.conv_dim, padding="SAME", name="conv",
-                        **inits)(x)
+            x = nn.Conv(
+                features,
+                (s.kernel_size,) * s.conv_dim,
+                padding="SAME",
+                name="conv",
+                kernel_init=kernel_init,
+                bias_init=bias_init,
+            )(x)
         else:
-            x = nn.Dense(features, name="dense", **inits)(x)
+            x = nn.Dense(features, name="dense", kernel_init=kernel_init, bias_init=bias_init)(x)
         if s.batchnorm and s.bn_position == "before":
             x = self._bn(x, train, mask)
         x = Activation(s.activation, hp, s.prelu_per_unit, s.maxout_k, name="act")(x, train)
@@ -214,12 +245,14 @@ class Layer(nn.Module):
             mask = jnp.asarray(mask).reshape((-1,) + (1,) * (x.ndim - 1)) > 0
         else:
             mask = None
-        return nn.BatchNorm(use_running_average=not train, momentum=s.bn_momentum,
-                            epsilon=s.bn_eps, name="bn")(x, mask=mask)
+        return nn.BatchNorm(
+            use_running_average=not train, momentum=s.bn_momentum, epsilon=s.bn_eps, name="bn"
+        )(x, mask=mask)
 
 
 class Net(nn.Module):
     """mlp, resmlp or cnn (spec.arch) with a Dense(spec.n_out) head that returns raw outputs."""
+
     spec: ModelSpec
     hp: Any
 
@@ -244,15 +277,24 @@ class Net(nn.Module):
             for i in range(1, len(s.hidden)):
                 skip = x
                 if s.hidden[i] != s.hidden[i - 1]:
-                    skip = nn.Dense(s.hidden[i], use_bias=False, name=f"skip{i}",
-                                    kernel_init=make_initializer(s.init, hp))(x)
+                    skip = nn.Dense(
+                        s.hidden[i],
+                        use_bias=False,
+                        name=f"skip{i}",
+                        kernel_init=make_initializer(s.init, hp),
+                    )(x)
                 x = skip + branch_scale * Layer(s, hp, s.hidden[i], i, name=f"layer{i}")(
-                    x, train, mask)
+                    x, train, mask
+                )
         else:
             raise ValueError(f"unknown arch {s.arch!r}; choose mlp, resmlp or cnn")
         x = x.reshape(x.shape[0], -1)
-        return nn.Dense(s.n_out, name="head", kernel_init=make_initializer(s.init, hp),
-                        bias_init=bias_initializer(hp))(x)
+        return nn.Dense(
+            s.n_out,
+            name="head",
+            kernel_init=make_initializer(s.init, hp),
+            bias_init=bias_initializer(hp),
+        )(x)
 
 
 def _conv_input(x, conv_dim):
@@ -282,7 +324,7 @@ def build_model(spec: ModelSpec, hp: dict) -> nn.Module:
         raise ValueError(f"unknown arch {spec.arch!r}; choose mlp, resmlp or cnn")
     if spec.activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {spec.activation!r}")
-    if spec.init not in INITIALIZERS:
+    if spec.init not in INITIALIZERS and spec.init != NO_INIT:
         raise ValueError(f"unknown initializer {spec.init!r}")
     if not spec.hidden:
         raise ValueError("spec.hidden is empty: need at least one hidden layer")

@@ -22,7 +22,8 @@ Base optimizers (standard forms, optax conventions):
 - momentum:  ``v_t = mu v_{t-1} + g_t``, ``u = v_t``. With a constant lr this is the notes'
   ``change_t = gamma change_{t-1} + eta grad`` (``change = eta v``).
 - nesterov:  ``v_t = mu v_{t-1} + g_t``, ``u = g_t + mu v_t``
-- adagrad:   ``G_t = G_{t-1} + g^2`` (``G_0 = initial_accumulator_value``), ``u = g / sqrt(G_t + eps)``
+- adagrad:   ``G_t = G_{t-1} + g^2`` (``G_0 = initial_accumulator_value``),
+  ``u = g / sqrt(G_t + eps)``
 - adadelta:  ``E_g = rho E_g + (1-rho) g^2``, ``d = sqrt(E_x + eps) / sqrt(E_g + eps) * g``,
   ``E_x = rho E_x + (1-rho) d^2``, ``u = d`` scaled by the scheduled lr (optax.adadelta with
   ``learning_rate=None`` would *ascend*; we always pass the lr).
@@ -42,6 +43,7 @@ Base optimizers (standard forms, optax conventions):
 Penalties added to the loss (masked params only): ``l2/2 * sum(w^2) + l1 * sum(|w|)``; the 1/2
 makes the L2 gradient exactly ``l2 * w``; the L1 gradient is ``l1 * sign(w)`` (0 at w = 0).
 """
+
 from __future__ import annotations
 
 import jax
@@ -51,8 +53,17 @@ import optax
 
 from runner.core.spec import OptimSpec
 
-OPTIMIZER_NAMES = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
-                   "nadam", "adamw")
+OPTIMIZER_NAMES = (
+    "sgd",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "adam",
+    "nadam",
+    "adamw",
+)
 
 
 def global_norm(tree):
@@ -69,20 +80,28 @@ def _base(spec: OptimSpec, hp, lr, params_mask) -> optax.GradientTransformation:
     if name == "nesterov":
         return optax.sgd(lr, momentum=hp["momentum"], nesterov=True)
     if name == "adagrad":
-        return optax.adagrad(lr, initial_accumulator_value=hp["initial_accumulator_value"],
-                             eps=hp["eps"])
+        return optax.adagrad(
+            lr, initial_accumulator_value=hp["initial_accumulator_value"], eps=hp["eps"]
+        )
     if name == "adadelta":
         return optax.adadelta(lr, rho=hp["rho"], eps=hp["eps"])
     if name == "rmsprop":
-        return optax.rmsprop(lr, decay=hp["decay"], eps=hp["eps"], centered=spec.centered,
-                             momentum=hp["momentum"])
+        return optax.rmsprop(
+            lr, decay=hp["decay"], eps=hp["eps"], centered=spec.centered, momentum=hp["momentum"]
+        )
     if name == "adam":
         return optax.adam(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])
     if name == "nadam":
         return optax.nadam(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"])
     if name == "adamw":
-        return optax.adamw(lr, b1=hp["b1"], b2=hp["b2"], eps=hp["eps"],
-                           weight_decay=hp["adamw_weight_decay"], mask=params_mask)
+        return optax.adamw(
+            lr,
+            b1=hp["b1"],
+            b2=hp["b2"],
+            eps=hp["eps"],
+            weight_decay=hp["adamw_weight_decay"],
+            mask=params_mask,
+        )
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZER_NAMES)}")
 
 
@@ -119,6 +138,7 @@ def decay_mask(params, penalize_bias_and_norm: bool = False):
     any other param only with ``penalize_bias_and_norm``; PReLU slopes (any path component
     containing ``prelu``) never.
     """
+
     def leaf_mask(path, _):
         names = [_key_name(e).lower() for e in path]
         if any("prelu" in n for n in names):
@@ -146,14 +166,18 @@ def penalty(params, mask, hp, *, l1: bool = True, l2: bool = True):
     if len(leaves) != len(flags):
         raise ValueError(f"mask has {len(flags)} leaves, params have {len(leaves)}")
     # Python bools (the usual, static mask) select leaves; array flags (a traced mask) multiply.
-    chosen = [w if _is_static(m) else w * jnp.asarray(m, w.dtype)
-              for w, m in zip(leaves, flags) if not _is_static(m) or m]
+    chosen = [
+        w if _is_static(m) else w * jnp.asarray(m, w.dtype)
+        for w, m in zip(leaves, flags)
+        if not _is_static(m) or m
+    ]
     total = jnp.zeros((), jnp.float32)
     if not chosen:
         return total
     if l2:
         total = total + 0.5 * hp["l2"] * sum(jnp.sum(jnp.square(w)) for w in chosen)
     if l1:
-        total = total + hp["l1"] * sum(jnp.sum(w * jax.lax.stop_gradient(jnp.sign(w)))
-                                       for w in chosen)
+        total = total + hp["l1"] * sum(
+            jnp.sum(w * jax.lax.stop_gradient(jnp.sign(w))) for w in chosen
+        )
     return total

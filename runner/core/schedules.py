@@ -35,6 +35,7 @@ fractional clock ``t < W`` the rate is ``main(0) * (s + (1 - s) t / W)``, a line
 ``s * main(0)`` towards ``main(0)``; afterwards the main schedule runs on the shifted clock
 ``t - W`` (floored when staircase), so it starts where the ramp ends.
 """
+
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -77,8 +78,9 @@ def _main(spec: SchedSpec, hp, t_frac):
         if spec.n_boundaries == 0:
             return lr0 * jnp.ones_like(t)
         boundaries = jnp.asarray(hp["boundaries"], jnp.float32)
-        factors = jnp.concatenate([jnp.ones((1,), jnp.float32),
-                                   jnp.asarray(hp["factors"], jnp.float32)])
+        factors = jnp.concatenate(
+            [jnp.ones((1,), jnp.float32), jnp.asarray(hp["factors"], jnp.float32)]
+        )
         j = jnp.sum((boundaries <= t).astype(jnp.int32))
         return lr0 * factors[j]
     if name == "cyclic":
@@ -112,6 +114,8 @@ def learning_rate(step, spec: SchedSpec, hp):
         return jnp.asarray(_main(spec, hp, t_frac), jnp.float32)
     w = hp["warmup"]
     s = hp["warmup_start"]
-    ramp = _main(spec, hp, jnp.zeros_like(t_frac)) * (s + (1.0 - s) * t_frac / jnp.maximum(w, 1e-12))
+    ramp = _main(spec, hp, jnp.zeros_like(t_frac)) * (
+        s + (1.0 - s) * t_frac / jnp.maximum(w, 1e-12)
+    )
     after = _main(spec, hp, jnp.maximum(t_frac - w, 0.0))
     return jnp.asarray(jnp.where(t_frac < w, ramp, after), jnp.float32)

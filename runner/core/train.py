@@ -1,66 +1,116 @@
 """The pure training core: `init_state(spec, hp, key, data)` and
 `train_epoch(spec, state, data, hp) -> (state, metrics)`.
 
-Everything here is a pure function of its arguments, so jax.jit (and later jax.vmap over hp and
-keys) can wrap it. The dataset is an argument, never a closure: a closed-over array would be
-embedded in the program as a constant and slow the compile down. Numbers come from `hp` (traced);
-only the hashable `spec` is static, so runs that differ in numbers share one compiled program.
+Everything here is a pure function of its arguments, so jax.jit (and jax.vmap over hp and keys)
+can wrap it. The dataset is an argument, never a closure: a closed-over array would be embedded
+in the program as a constant and slow the compile down. Numbers come from `hp` (traced); only
+the hashable `spec` is static, so runs that differ in numbers share one compiled program.
 
-`compiled(...)` keeps one executable per (function, spec, argument shapes) for the process.
+`PROGRAMS` (a runner.core.programs.Programs) keeps the compiled executables of these functions
+for the process: `PROGRAMS.get(fn, spec, *args) -> (executable, compile seconds)`.
 """
+
 from __future__ import annotations
 
-import dataclasses
-import time
-from functools import partial
+from typing import Any, NamedTuple, TypeVar, cast
 
+import flax.linen
 import jax
 import jax.numpy as jnp
 import optax
 
 from runner.core import layerstats as diag
 from runner.core import losses, nn, optim, schedules
-from runner.core.spec import Spec
+from runner.core.programs import Programs
+from runner.core.spec import ModelSpec, Spec
+from runner.core.state import BatchStats, Data, HParams, Metrics, Params, TrainState
 
 EVAL_CHUNK = 2048  # examples per evaluation pass: bounds memory on larger sets
 
+T = TypeVar("T")
+# What flax's model.apply returns with mutable collections: (outputs, updated collections).
+WithCollections = tuple[jax.Array, dict[str, Any]]
 
-def _model(spec: Spec, hp):
+
+def _model(spec: Spec, hp: HParams) -> flax.linen.Module:
     return nn.build_model(spec.model, hp)
 
 
-def init_state(spec: Spec, hp, key, data):
-    """Parameters, batch-norm statistics, optimizer state, RNG and step as one pytree."""
-    model = _model(spec, hp)
+class InitKeys(NamedTuple):
+    """The keys a run's seed key splits into: the three streams model.init draws from and the
+    run's own key (its state's rng; gradcheck's fixed rrelu/dropout key)."""
+
+    params: jax.Array
+    dropout: jax.Array
+    rrelu: jax.Array
+    run: jax.Array
+
+
+def init_keys(key: jax.Array) -> InitKeys:
+    """The one split of a run's key (jax.random.PRNGKey(seed)) into its InitKeys."""
     k_params, k_drop, k_rrelu, k_run = jax.random.split(key, 4)
-    sample = data["x_train"][:1]
-    variables = model.init({"params": k_params, "dropout": k_drop, "rrelu": k_rrelu}, sample,
-                           train=False)
-    params = variables["params"]
+    return InitKeys(params=k_params, dropout=k_drop, rrelu=k_rrelu, run=k_run)
+
+
+def init_variables(
+    model: ModelSpec, hp: HParams, keys: InitKeys, sample: jax.Array
+) -> tuple[Params, BatchStats]:
+    """The model's initial (params, batch_stats) for an input batch shaped like `sample`."""
+    variables = nn.build_model(model, hp).init(
+        {"params": keys.params, "dropout": keys.dropout, "rrelu": keys.rrelu}, sample, train=False
+    )
+    # not .get(): flax types it as Optional, which pyright then rejects for BatchStats
+    batch_stats = variables["batch_stats"] if "batch_stats" in variables else {}  # noqa: SIM401
+    return variables["params"], batch_stats
+
+
+def init_state(spec: Spec, hp: HParams, key: jax.Array, data: Data) -> TrainState:
+    """Parameters, batch-norm statistics, optimizer state, RNG and step as one pytree."""
+    keys = init_keys(key)
+    params, batch_stats = init_variables(spec.model, hp, keys, data["x_train"][:1])
     mask = optim.decay_mask(params, spec.optim.penalize_bias_and_norm)
     tx = optim.make_optimizer(spec.optim, hp, hp["lr"], mask)
-    return dict(params=params, batch_stats=variables.get("batch_stats", {}),
-                opt_state=tx.init(params), rng=k_run, step=jnp.zeros((), jnp.int32))
+    return TrainState(
+        params=params,
+        batch_stats=batch_stats,
+        opt_state=tx.init(params),
+        rng=keys.run,
+        step=jnp.zeros((), jnp.int32),
+    )
 
 
-def _apply(spec, hp, params, batch_stats, x, *, train, rng=None, mask=None):
+def _apply(
+    spec: Spec,
+    hp: HParams,
+    params: Params,
+    batch_stats: BatchStats,
+    x: jax.Array,
+    *,
+    train: bool,
+    rng: jax.Array | None = None,
+    mask: jax.Array | None = None,
+) -> tuple[jax.Array, BatchStats]:
     """Forward pass; returns (outputs, new batch_stats)."""
     model = _model(spec, hp)
     variables = {"params": params}
     if spec.model.batchnorm:
         variables["batch_stats"] = batch_stats
     if not train:
-        return model.apply(variables, x, train=False), batch_stats
+        return cast(jax.Array, model.apply(variables, x, train=False)), batch_stats
+    assert rng is not None, "a training-mode pass draws dropout and rrelu from rng"
     k_drop, k_rrelu = jax.random.split(rng)
     rngs = {"dropout": k_drop, "rrelu": k_rrelu}
     if spec.model.batchnorm:
-        out, upd = model.apply(variables, x, train=True, rngs=rngs, mask=mask,
-                               mutable=["batch_stats"])
+        out, upd = cast(
+            WithCollections,
+            model.apply(variables, x, train=True, rngs=rngs, mask=mask, mutable=["batch_stats"]),
+        )
         return out, upd["batch_stats"]
-    return model.apply(variables, x, train=True, rngs=rngs, mask=mask), batch_stats
+    out = cast(jax.Array, model.apply(variables, x, train=True, rngs=rngs, mask=mask))
+    return out, batch_stats
 
 
-def _epoch_batches(spec: Spec, key):
+def _epoch_batches(spec: Spec, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     """A fresh permutation as (steps, batch) indices and weights; a partial last batch is padded
     with weight-0 rows so every step has the same shape (lax.scan needs that)."""
     n, b, steps = spec.n_train, spec.batch_size, spec.steps_per_epoch
@@ -75,14 +125,16 @@ def _epoch_batches(spec: Spec, key):
     return perm.reshape(steps, b), weights.reshape(steps, b)
 
 
-def train_epoch(spec: Spec, state, data, hp):
+def train_epoch(
+    spec: Spec, state: TrainState, data: Data, hp: HParams
+) -> tuple[TrainState, Metrics]:
     """One pass over the training set as a lax.scan over mini-batches. Metrics stay on the
     device: sums of weighted loss and metric, mean gradient norm, the last learning rate."""
     head = spec.model.head
     x, y = data["x_train"], data["y_train"]
-    rng, k_perm, k_steps = jax.random.split(state["rng"], 3)
+    rng, k_perm, k_steps = jax.random.split(state.rng, 3)
     idx, wts = _epoch_batches(spec, k_perm)
-    mask = optim.decay_mask(state["params"], spec.optim.penalize_bias_and_norm)
+    mask = optim.decay_mask(state.params, spec.optim.penalize_bias_and_norm)
 
     def step(carry, inp):
         params, batch_stats, opt_state, it = carry
@@ -99,74 +151,105 @@ def train_epoch(spec: Spec, state, data, hp):
         (_, (data_loss, out, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         tx = optim.make_optimizer(spec.optim, hp, lr, mask)
         updates, opt_state = tx.update(grads, opt_state, params)
+        layer_stats: dict[str, jax.Array] = {}  # per-layer numbers (spec.diagnostics)
         if spec.diagnostics:
             names = diag.layer_names(params)
-            layer_stats = (diag.group_norms(grads, names), diag.group_norms(updates, names)
-                           / (diag.group_norms(params, names) + 1e-12))
-        else:
-            layer_stats = ()
-        params = optax.apply_updates(params, updates)
+            layer_stats = dict(
+                grad_norm=diag.group_norms(grads, names),
+                update_ratio=diag.group_norms(updates, names)
+                / (diag.group_norms(params, names) + 1e-12),
+            )
+        params = cast(Params, optax.apply_updates(params, updates))  # the same tree as params
         sw = jnp.sum(wb)
-        stats = (data_loss * sw, jnp.sum(wb * losses.metric(head, out, yb)), sw,
-                 optim.global_norm(grads), lr, layer_stats)
+        stats = (
+            data_loss * sw,
+            jnp.sum(wb * losses.metric(head, out, yb)),
+            sw,
+            optim.global_norm(grads),
+            lr,
+            layer_stats,
+        )
         return (params, new_bs, opt_state, it + 1), stats
 
     keys = jax.random.split(k_steps, spec.steps_per_epoch)
-    carry0 = (state["params"], state["batch_stats"], state["opt_state"], state["step"])
+    carry0 = (state.params, state.batch_stats, state.opt_state, state.step)
     (params, batch_stats, opt_state, it), (ls, ms, ws, gn, lrs, layer_stats) = jax.lax.scan(
-        step, carry0, (idx, wts, keys))
+        step, carry0, (idx, wts, keys)
+    )
     n = jnp.sum(ws)
-    metrics = dict(train_loss=jnp.sum(ls) / n,
-                   train_metric=losses.finalize(head, jnp.sum(ms) / n),
-                   grad_norm=jnp.mean(gn), lr=lrs[-1])
-    if spec.diagnostics:
-        metrics["diag"] = dict(grad_norm=jnp.mean(layer_stats[0], axis=0),
-                               update_ratio=jnp.mean(layer_stats[1], axis=0))
-    new_state = dict(params=params, batch_stats=batch_stats, opt_state=opt_state, rng=rng, step=it)
+    metrics: Metrics = dict(
+        train_loss=jnp.sum(ls) / n,
+        train_metric=losses.finalize(head, jnp.sum(ms) / n),
+        grad_norm=jnp.mean(gn),
+        lr=lrs[-1],
+    )
+    if spec.diagnostics:  # means over the epoch's steps
+        metrics["diag"] = {k: jnp.mean(v, axis=0) for k, v in layer_stats.items()}
+    new_state = TrainState(
+        params=params, batch_stats=batch_stats, opt_state=opt_state, rng=rng, step=it
+    )
     return new_state, metrics
 
 
-def evaluate(spec: Spec, state, x, y, hp):
-    """Loss and metric of the model in evaluation mode (no dropout, running BN statistics)."""
+def forward(
+    spec: Spec, params: Params, batch_stats: BatchStats, x: jax.Array, hp: HParams
+) -> jax.Array:
+    """The model's raw outputs (N, n_out) in evaluation mode (no dropout, running batch-norm
+    statistics), EVAL_CHUNK examples at a time."""
+    n = x.shape[0]
+    if n == 0:
+        return jnp.zeros((0, spec.model.n_out), jnp.float32)
+    chunk = min(n, EVAL_CHUNK)
+    pad = (-n) % chunk
+    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
+    out = jax.lax.map(
+        lambda xc: _apply(spec, hp, params, batch_stats, xc, train=False)[0],
+        xp.reshape((-1, chunk) + x.shape[1:]),
+    )
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
+def evaluate(
+    spec: Spec, state: TrainState, x: jax.Array, y: jax.Array, hp: HParams
+) -> tuple[jax.Array, jax.Array]:
+    """Loss and metric of the model in evaluation mode (forward's outputs)."""
     head = spec.model.head
     n = x.shape[0]
     if n == 0:
         nan = jnp.full((), jnp.nan, jnp.float32)
         return nan, nan
-    chunk = min(n, EVAL_CHUNK)
-    pad = (-n) % chunk
-    w = jnp.concatenate([jnp.ones((n,), jnp.float32), jnp.zeros((pad,), jnp.float32)])
-    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)])
-    yp = jnp.concatenate([y, jnp.zeros((pad,) + y.shape[1:], y.dtype)])
-
-    def one(args):
-        xc, yc, wc = args
-        out, _ = _apply(spec, hp, state["params"], state["batch_stats"], xc, train=False)
-        return (jnp.sum(wc * losses.per_example_loss(head, out, yc)),
-                jnp.sum(wc * losses.metric(head, out, yc)))
-
-    shape = lambda a: a.reshape((-1, chunk) + a.shape[1:])
-    ls, ms = jax.lax.map(one, (shape(xp), shape(yp), shape(w)))
-    return jnp.sum(ls) / n, losses.finalize(head, jnp.sum(ms) / n)
+    out = forward(spec, state.params, state.batch_stats, x, hp)
+    return (
+        jnp.sum(losses.per_example_loss(head, out, y)) / n,
+        losses.finalize(head, jnp.sum(losses.metric(head, out, y)) / n),
+    )
 
 
-def activation_pass(spec: Spec, state, data, hp):
+def activation_pass(spec: Spec, state: TrainState, data: Data, hp: HParams) -> Metrics:
     """Weight norms and activation statistics per layer, from an evaluation-mode forward pass
     over the first DIAG_BATCH training examples (a fixed batch, so epochs are comparable)."""
     model = _model(spec, hp)
-    names = diag.layer_names(state["params"])
-    variables = {"params": state["params"]}
+    names = diag.layer_names(state.params)
+    variables = {"params": state.params}
     if spec.model.batchnorm:
-        variables["batch_stats"] = state["batch_stats"]
-    x = data["x_train"][:diag.DIAG_BATCH]
-    _, inter = model.apply(variables, x, train=False, mutable=["intermediates"])
-    mean, std, dead, sat = diag.activation_stats(inter.get("intermediates", {}), names,
-                                                 spec.model.activation)
-    return dict(weight_norm=diag.group_norms(state["params"], names), act_mean=mean,
-                act_std=std, dead_frac=dead, saturated_frac=sat)
+        variables["batch_stats"] = state.batch_stats
+    x = data["x_train"][: diag.DIAG_BATCH]
+    _, inter = cast(
+        WithCollections, model.apply(variables, x, train=False, mutable=["intermediates"])
+    )
+    mean, std, dead, sat = diag.activation_stats(
+        inter.get("intermediates", {}), names, spec.model.activation
+    )
+    return dict(
+        weight_norm=diag.group_norms(state.params, names),
+        act_mean=mean,
+        act_std=std,
+        dead_frac=dead,
+        saturated_frac=sat,
+    )
 
 
-def epoch(spec: Spec, state, data, hp):
+def epoch(spec: Spec, state: TrainState, data: Data, hp: HParams) -> tuple[TrainState, Metrics]:
     """train_epoch then validation: one compiled call, one host sync per epoch."""
     state, m = train_epoch(spec, state, data, hp)
     m["val_loss"], m["val_metric"] = evaluate(spec, state, data["x_val"], data["y_val"], hp)
@@ -175,15 +258,19 @@ def epoch(spec: Spec, state, data, hp):
     return state, m
 
 
-def evaluate_splits(spec: Spec, state, data, hp):
-    out = {}
+def evaluate_splits(spec: Spec, state: TrainState, data: Data, hp: HParams) -> Metrics:
+    """{train,val,test}_{loss,metric} of the state."""
+    out: Metrics = {}
     for split in ("train", "val", "test"):
         out[f"{split}_loss"], out[f"{split}_metric"] = evaluate(
-            spec, state, data[f"x_{split}"], data[f"y_{split}"], hp)
+            spec, state, data[f"x_{split}"], data[f"y_{split}"], hp
+        )
     return out
 
 
-def train(spec: Spec, state, data, hp, epochs: int):
+def train(
+    spec: Spec, state: TrainState, data: Data, hp: HParams, epochs: int
+) -> tuple[TrainState, Metrics]:
     """`epochs` epochs as one scan: (state, data, hp) -> (state, per-epoch metrics). For
     callers that need no per-epoch host work (benchmarks, vectorised sweeps)."""
     return jax.lax.scan(lambda s, _: epoch(spec, s, data, hp), state, None, length=epochs)
@@ -193,70 +280,48 @@ def train(spec: Spec, state, data, hp, epochs: int):
 # Vectorised runs: the same functions under jax.vmap over a leading "member" axis of states,
 # hyperparameters and keys; the data stay shared (in_axes None). runner.vectorized drives them.
 
-def init_states(spec: Spec, hps, seeds, data):
+
+def init_states(spec: Spec, hps: HParams, seeds: jax.Array, data: Data) -> TrainState:
     """Initial states of all members from their int32 seeds (keys as jax.random.PRNGKey(seed)
     makes them, so a member starts exactly where a run alone with that seed does)."""
     return jax.vmap(lambda hp, s: init_state(spec, hp, jax.random.PRNGKey(s), data))(hps, seeds)
 
 
-def _keep(active, new, old):
+def _keep(active: jax.Array, new: T, old: T) -> T:
     return jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, old)
 
 
-def epochs_masked(spec: Spec, states, data, hps, active):
+def epochs_masked(
+    spec: Spec, states: TrainState, data: Data, hps: HParams, active: jax.Array
+) -> tuple[TrainState, Metrics]:
     """One epoch for every member; a member whose `active` is False (stopped early, diverged,
     or done with its epochs) keeps its state unchanged. Its metrics are computed anyway (vmap
     runs every member) and ignored by the host."""
-    def one(state, hp, act):
+
+    def one(state: TrainState, hp: HParams, act: jax.Array) -> tuple[TrainState, Metrics]:
         new, m = epoch(spec, state, data, hp)
         return _keep(act, new, state), m
+
     return jax.vmap(one)(states, hps, active)
 
 
-def evaluate_members(spec: Spec, states, data, hps):
+def evaluate_members(spec: Spec, states: TrainState, data: Data, hps: HParams) -> Metrics:
     return jax.vmap(lambda s, hp: evaluate_splits(spec, s, data, hp))(states, hps)
 
 
-def select_members(spec: Spec, take, new, old):
+def select_members(spec: Spec, take: jax.Array, new: TrainState, old: TrainState) -> TrainState:
     """Per member: `new` where take, else `old` (the best-so-far states)."""
     return jax.vmap(_keep)(take, new, old)
 
 
 # ---------------------------------------------------------------------------------------------
-# One compiled executable per (function, spec, shapes), reused for the life of the process.
+# The process's compiled programs of these functions.
 
-_CACHE: dict = {}
 # Programs a run calls once or twice (initial weights, the evaluations before and after
-# training) are compiled without LLVM's optimisations on CPU: a third of the compile time (W1's
-# init program: 1.1 -> 0.3 s, mostly the normal sampler's erfinv code per weight shape) for
-# run time that does not matter. The per-epoch programs keep the full optimisation.
-_RUN_ONCE = {"init_state", "init_states", "evaluate_splits", "evaluate_members"}
-STATS = {"compiles": 0, "compile_time": 0.0}
-
-
-def _signature(args):
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    # The sharding too: a vmapped group's member axis may be split over devices.
-    return tree, tuple((jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None))
-                       for a in leaves)
-
-
-def compiled(fn, spec: Spec, *args, static=()):
-    """The executable of jit(fn)(spec, *args, *static); compiles on first use. Returns
-    (executable, seconds spent compiling now)."""
-    if fn not in (init_state, init_states):
-        # Only init_state draws initial weights: other programs are shared across initializers.
-        spec = dataclasses.replace(spec, model=dataclasses.replace(spec.model, init="zeros"))
-    key = (fn.__name__, spec, static, _signature(args))
-    exe = _CACHE.get(key)
-    if exe is not None:
-        return exe, 0.0
-    t0 = time.perf_counter()
-    jitted = jax.jit(partial(fn, spec, **dict(static)) if static else partial(fn, spec))
-    quick = fn.__name__ in _RUN_ONCE and jax.default_backend() == "cpu"
-    exe = jitted.lower(*args).compile({"xla_backend_optimization_level": 0} if quick else None)
-    dt = time.perf_counter() - t0
-    _CACHE[key] = exe
-    STATS["compiles"] += 1
-    STATS["compile_time"] += dt
-    return exe, dt
+# training, an ensemble member's predictions) are compiled without LLVM's optimisations on CPU:
+# most of their compile time, none of their run time matters (docs/performance.md). The
+# per-epoch programs keep the full optimisation.
+RUN_ONCE = frozenset({init_state, init_states, evaluate_splits, evaluate_members, forward})
+# Only these draw initial weights; every other program is shared across initializers.
+DRAWS_INIT = frozenset({init_state, init_states})
+PROGRAMS = Programs(run_once=RUN_ONCE, draws_init=DRAWS_INIT)

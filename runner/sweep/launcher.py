@@ -2,7 +2,7 @@
 one JobReturn per job out, as Hydra's basic launcher returns them.
 
 1. Compose each job's config as the basic launcher does (same job numbers and directories).
-   Hydra composes every job from the YAML files (~0.3 s a job); jobs whose overrides differ
+   Hydra composes every job from the YAML files (docs/performance.md); jobs whose overrides differ
    only in the values of plain keys are derived from the first one composed instead
    (`_Composer`): the same config, at a fraction of the cost.
 2. Validate it and key it by structure (runner.vectorized.group_key); jobs with equal keys form
@@ -13,6 +13,7 @@ one JobReturn per job out, as Hydra's basic launcher returns them.
    whose group could not be built, trains alone through the ordinary task function, which
    also reports bad input as usual.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 def _task_config(sweep_config):
     """The job's config without its hydra node: what the task function receives."""
     from omegaconf import OmegaConf
+
     # masked_copy, not a deepcopy of the whole thing: the hydra node is most of a job's config
     return OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
 
@@ -42,6 +44,7 @@ class _Composer:
 
     def __init__(self, launcher):
         from hydra.core.override_parser.overrides_parser import OverridesParser
+
         self.loader = launcher.hydra_context.config_loader
         self.master = launcher.config
         self.parser = OverridesParser.create()
@@ -50,16 +53,21 @@ class _Composer:
 
     def _is_value(self, o) -> bool:
         from hydra.core.override_parser.types import OverrideType
+
         key = o.key_or_group
-        return (o.type == OverrideType.CHANGE and o.package is None and not o.is_hydra_override()
-                and "/" not in key and key not in self.groups)
+        return (
+            o.type == OverrideType.CHANGE
+            and o.package is None
+            and not o.is_hydra_override()
+            and "/" not in key
+            and key not in self.groups
+        )
 
     def compose(self, overrides: list[str]):
         try:
             parsed = self.parser.parse_overrides(overrides)
             values = [o for o in parsed if self._is_value(o)]
-            sig = tuple((o.input_line if not self._is_value(o) else o.key_or_group)
-                        for o in parsed)
+            sig = tuple((o.input_line if not self._is_value(o) else o.key_or_group) for o in parsed)
         except Exception:  # noqa: BLE001 - Hydra reports it
             return self.loader.load_sweep_config(self.master, overrides)
         template = self.templates.get(sig)
@@ -76,6 +84,7 @@ class _Composer:
     def _derive(self, template, parsed, values):
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from omegaconf import OmegaConf, open_dict
+
         sc = copy.deepcopy(template)
         ConfigLoaderImpl._apply_overrides_to_config(values, sc)
         app = [o for o in parsed if not o.is_hydra_override()]
@@ -83,8 +92,11 @@ class _Composer:
         with open_dict(sc.hydra):
             sc.hydra.overrides.task = [o.input_line for o in app]
             sc.hydra.job.override_dirname = get_overrides_dirname(
-                overrides=app, kv_sep=dirname.kv_sep, item_sep=dirname.item_sep,
-                exclude_keys=dirname.exclude_keys)
+                overrides=app,
+                kv_sep=dirname.kv_sep,
+                item_sep=dirname.item_sep,
+                exclude_keys=dirname.exclude_keys,
+            )
         OmegaConf.copy_cache(from_config=self.master, to_config=sc)
         return sc
 
@@ -103,15 +115,18 @@ def _plan(configs: list, max_members: int):
     (two or more jobs), each at most vectorized.group_size long."""
     from runner.config import validate
     from runner.data import load_dataset
+    from runner.datasets import cache_in
     from runner.memory import check_memory
     from runner.vectorized import group_key, group_size, plan_groups
+
     valid, keys, data = [], [], {}
     for sc in configs:
         try:
             cfg = validate(_task_config(sc))
             name = repr(cfg.data)
             if name not in data:
-                data[name] = load_dataset(cfg.data)
+                with cache_in(cfg.paths):
+                    data[name] = load_dataset(cfg.data)
             check_memory(cfg, data[name])  # too large: it runs alone, and the task says so
             valid.append((cfg, data[name]))
             keys.append(group_key(cfg, data[name]))
@@ -148,14 +163,14 @@ def _open_folders(idx, configs) -> list:
 
     from runner import rundir
     from runner.runjob import Keeper
+
     keepers = []
     for i in idx:
         sc = configs[i]
         d = _job_dir(sc)
         (d / ".hydra").mkdir(parents=True, exist_ok=True)
         rundir.atomic_write(d / rundir.CONFIG, OmegaConf.to_yaml(_task_config(sc)))
-        rundir.atomic_write(d / rundir.OVERRIDES,
-                            OmegaConf.to_yaml(sc.hydra.overrides.task))
+        rundir.atomic_write(d / rundir.OVERRIDES, OmegaConf.to_yaml(sc.hydra.overrides.task))
         keepers.append(Keeper(d))
     return keepers
 
@@ -163,20 +178,26 @@ def _open_folders(idx, configs) -> list:
 def _train_group(group, configs) -> dict:
     """{job index: Result} for one planned group; empty if the group fails to build or train
     (its jobs then run one by one and each reports what went wrong)."""
-    from runner import app, vectorized
-    from runner.shell import describe
+    from runner import tracker, vectorized
     from runner.progress import Display
+    from runner.shell import describe
+
     idx, cfgs, ds, pad_to = group
     nums = [int(configs[i].hydra.job.num) for i in idx]
     epochs = max(c.trainer.epochs for c in cfgs)
-    label = f"jobs {nums[0]}-{nums[-1]}" if nums == list(range(nums[0], nums[-1] + 1)) \
+    label = (
+        f"jobs {nums[0]}-{nums[-1]}"
+        if nums == list(range(nums[0], nums[-1] + 1))
         else f"{len(nums)} jobs"
+    )
     keepers = _open_folders(idx, configs)
-    with Display(epochs, enabled=cfgs[0].trainer.progress,
-                 title=f"{label} (vmap x{len(idx)})") as display:
+    with Display(
+        epochs, enabled=cfgs[0].trainer.progress, title=f"{label} (vmap x{len(idx)})"
+    ) as display:
+
         def on_start(spec, n_params, compile_time, n):
             for k, c in zip(keepers, cfgs):
-                k.start(app.metric_name(spec), c.trainer.epochs)
+                k.start(tracker.metric_name(spec), c.trainer.epochs)
             display.advance(0, f"{n} x {n_params:,} params, compiled in {compile_time:.2f}s")
 
         def on_epoch(ep, n_active, rows):
@@ -188,9 +209,10 @@ def _train_group(group, configs) -> dict:
             display.warn(f"job {nums[member]}: {msg}")
 
         try:
-            out = vectorized.fit_group(cfgs, ds, on_start=on_start, on_epoch=on_epoch,
-                                       on_warn=on_warn, pad_to=pad_to)
-        except Exception as e:  # noqa: BLE001
+            out = vectorized.fit_group(
+                cfgs, ds, on_start=on_start, on_epoch=on_epoch, on_warn=on_warn, pad_to=pad_to
+            )
+        except Exception as e:
             display.warn(f"{label}: not vectorised ({describe(e)}); running them one by one")
             log.debug("vectorised group failed", exc_info=True)
             return {}
@@ -208,6 +230,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     from runner import stop
     from runner.runtime import enable_compilation_cache
     from runner.task import task
+
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
@@ -226,13 +249,17 @@ def launch(launcher, job_overrides, initial_job_idx: int):
 
     def run(i, result=None):
         fn = functools.partial(task, result=result) if result else launcher.task_function
-        returns[i] = run_job(hydra_context=launcher.hydra_context, task_function=fn,
-                             config=configs[i], job_dir_key="hydra.sweep.dir",
-                             job_subdir_key="hydra.sweep.subdir")
+        returns[i] = run_job(
+            hydra_context=launcher.hydra_context,
+            task_function=fn,
+            config=configs[i],
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
     if plan:
-        enable_compilation_cache()
+        enable_compilation_cache(plan[0][1][0].paths)
     for group in plan:
         if stop.requested():
             break

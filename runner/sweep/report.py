@@ -6,6 +6,7 @@ The objective of a trial is its metrics.json's cv_mean when it ran k-fold cross-
 best_<monitor> (what the task returns); `mode` (max for accuracy, min for losses and RMSE) comes
 from the trials' metrics.json too.
 """
+
 from __future__ import annotations
 
 import csv
@@ -16,9 +17,19 @@ import shlex
 from pathlib import Path
 
 from runner import rundir
-from runner.rundir import FINAL, atomic_write, write_json  # noqa: F401 - FINAL: runner.sweep
-METRIC_KEYS = ("best_val_loss", "best_val_acc", "best_val_rmse", "test_loss", "test_acc",
-               "test_rmse", "cv_folds", "cv_mean", "cv_std")
+from runner.rundir import FINAL, atomic_write, write_json
+
+METRIC_KEYS = (
+    "best_val_loss",
+    "best_val_acc",
+    "best_val_rmse",
+    "test_loss",
+    "test_acc",
+    "test_rmse",
+    "cv_folds",
+    "cv_mean",
+    "cv_std",
+)
 
 
 def finite(x) -> bool:
@@ -39,20 +50,37 @@ def objective(metrics: dict) -> float | None:
     return float(v) if finite(v) else None
 
 
-def make_row(trial: dict, run_dir=None, metrics: dict | None = None, *, status: str | None = None,
-             error: str | None = None, wall_time: float | None = None) -> dict:
+def make_row(
+    trial: dict,
+    run_dir=None,
+    metrics: dict | None = None,
+    *,
+    status: str | None = None,
+    error: str | None = None,
+    wall_time: float | None = None,
+) -> dict:
     """One summary row: the trial's plan (job, stage, overrides, params) and its results."""
-    row = {"job": trial["job"], "stage": trial.get("stage", 1), "status": status or "pending",
-           "objective": None, "monitor": None, "mode": None, "epochs_run": None, "epochs": None,
-           "wall_time": wall_time, "error": error, "params": dict(trial.get("params", {})),
-           "overrides": list(trial["overrides"]), "dir": str(run_dir) if run_dir else None}
+    row = {
+        "job": trial["job"],
+        "stage": trial.get("stage", 1),
+        "status": status or "pending",
+        "objective": None,
+        "monitor": None,
+        "mode": None,
+        "epochs_run": None,
+        "epochs": None,
+        "wall_time": wall_time,
+        "error": error,
+        "params": dict(trial.get("params", {})),
+        "overrides": list(trial["overrides"]),
+        "dir": str(run_dir) if run_dir else None,
+    }
     if metrics:
         st = metrics.get("status")
         if st in FINAL:
             row["status"] = st
         elif status is None:
-            live = rundir.status_of(metrics, mtime=rundir.last_write(run_dir) if run_dir
-                                    else None)
+            live = rundir.status_of(metrics, mtime=rundir.last_write(run_dir) if run_dir else None)
             row["status"] = live if live in (rundir.RUNNING, rundir.STALE) else "pending"
         elif st == "running" and row["status"] == "completed":
             row["status"] = "failed"  # the task returned but never finished its files
@@ -72,8 +100,9 @@ def make_row(trial: dict, run_dir=None, metrics: dict | None = None, *, status: 
         if row["status"] == "diverged":
             row["reason"] = metrics.get("diverged_reason") or "diverged"
     if row["error"]:
-        row["error"] = str(row["error"]).strip().splitlines()[0] if str(row["error"]).strip() \
-            else row["error"]
+        row["error"] = (
+            str(row["error"]).strip().splitlines()[0] if str(row["error"]).strip() else row["error"]
+        )
     return row
 
 
@@ -86,8 +115,15 @@ def sweep_mode(rows: list[dict]) -> tuple[str | None, str]:
     return best
 
 
-STATUS_ORDER = {"completed": 0, "diverged": 2, "interrupted": 3, "failed": 3, "running": 4,
-                "stale": 4, "pending": 5}
+STATUS_ORDER = {
+    "completed": 0,
+    "diverged": 2,
+    "interrupted": 3,
+    "failed": 3,
+    "running": 4,
+    "stale": 4,
+    "pending": 5,
+}
 
 
 def rank_key(row: dict, mode: str):
@@ -125,26 +161,48 @@ def seed_groups(rows: list[dict], mode: str) -> list[dict]:
         return []
     out = []
     for key, members in groups.items():
-        objs = [r["objective"] for r in members
-                if r["status"] == "completed" and r["objective"] is not None]
+        objs = [
+            r["objective"]
+            for r in members
+            if r["status"] == "completed" and r["objective"] is not None
+        ]
         n = len(objs)
         mean = math.fsum(objs) / n if n else None
-        std = (math.sqrt(math.fsum((x - mean) ** 2 for x in objs) / (n - 1)) if n > 1
-               else (0.0 if n == 1 else None))
+        std = (
+            math.sqrt(math.fsum((x - mean) ** 2 for x in objs) / (n - 1))
+            if n > 1
+            else (0.0 if n == 1 else None)
+        )
         params = {k: v for k, v in members[0]["params"].items() if k != "seed"}
-        out.append({"overrides": list(key), "params": params, "mean": mean, "std": std, "n": n,
-                    "n_trials": len(members), "jobs": [r["job"] for r in members],
-                    "seeds": [r["params"].get("seed") for r in members],
-                    "statuses": {s: sum(r["status"] == s for r in members)
-                                 for s in sorted({r["status"] for r in members})}})
+        out.append(
+            {
+                "overrides": list(key),
+                "params": params,
+                "mean": mean,
+                "std": std,
+                "n": n,
+                "n_trials": len(members),
+                "jobs": [r["job"] for r in members],
+                "seeds": [r["params"].get("seed") for r in members],
+                "statuses": {
+                    s: sum(r["status"] == s for r in members)
+                    for s in sorted({r["status"] for r in members})
+                },
+            }
+        )
     sign = -1.0 if mode == "max" else 1.0
-    out.sort(key=lambda g: (g["mean"] is None, sign * g["mean"] if g["mean"] is not None else 0,
-                            g["jobs"][0]))
+    out.sort(
+        key=lambda g: (
+            g["mean"] is None,
+            sign * g["mean"] if g["mean"] is not None else 0,
+            g["jobs"][0],
+        )
+    )
     return out
 
 
 def counts(rows: list[dict]) -> dict:
-    c = {s: 0 for s in ("completed", "diverged", "failed", "running", "pending")}
+    c = dict.fromkeys(("completed", "diverged", "failed", "running", "pending"), 0)
     for r in rows:
         c[r["status"]] = c.get(r["status"], 0) + 1
     return c
@@ -160,13 +218,26 @@ def summary(rows: list[dict], *, sweep_dir, kind: str, state: str, stages=None) 
     best = best_row(final, mode)
     groups = seed_groups(rows, mode)
     final_groups = [g for g in groups if g["jobs"][0] in {r["job"] for r in final}]
-    return {"sweep_dir": str(sweep_dir), "kind": kind, "state": state, "monitor": monitor,
-            "mode": mode, "n_trials": len(rows), "counts": counts(rows),
-            "best": ({k: best[k] for k in ("job", "stage", "objective", "overrides", "params",
-                                          "dir")} if best else None),
-            "best_group": (final_groups[0] if final_groups and final_groups[0]["mean"] is not None
-                           else None),
-            "stages": stages or [], "trials": rows, "groups": groups}
+    return {
+        "sweep_dir": str(sweep_dir),
+        "kind": kind,
+        "state": state,
+        "monitor": monitor,
+        "mode": mode,
+        "n_trials": len(rows),
+        "counts": counts(rows),
+        "best": (
+            {k: best[k] for k in ("job", "stage", "objective", "overrides", "params", "dir")}
+            if best
+            else None
+        ),
+        "best_group": (
+            final_groups[0] if final_groups and final_groups[0]["mean"] is not None else None
+        ),
+        "stages": stages or [],
+        "trials": rows,
+        "groups": groups,
+    }
 
 
 def _cell(v):
@@ -186,9 +257,13 @@ def write_summary(sweep_dir: Path, summ: dict) -> None:
     for r in rows:
         params += [k for k in r["params"] if k not in params]
     metric_cols = [k for k in METRIC_KEYS if any(k in r for r in rows)]
-    cols = (["job", "stage", "status", "objective", "monitor"] + params
-            + ["epochs_run", "epochs", "wall_time"] + metric_cols
-            + ["error", "reason", "overrides", "dir"])
+    cols = (
+        ["job", "stage", "status", "objective", "monitor"]
+        + params
+        + ["epochs_run", "epochs", "wall_time"]
+        + metric_cols
+        + ["error", "reason", "overrides", "dir"]
+    )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -208,6 +283,7 @@ def write_summary(sweep_dir: Path, summ: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # best.yaml
 
+
 def command_line(overrides: list[str]) -> str:
     return "runner " + " ".join(shlex.quote(o) for o in overrides)
 
@@ -220,6 +296,7 @@ def preset_text(overrides: list[str], groups: set[str], header: list[str]) -> st
     from omegaconf import OmegaConf
 
     from runner.sweep.space import install_grammar
+
     install_grammar()
     parser = OverridesParser.create()
     defaults, body, skipped = [], {}, []
@@ -232,8 +309,7 @@ def preset_text(overrides: list[str], groups: set[str], header: list[str]) -> st
             if key.lstrip("/") == "experiment":
                 skipped.append(ov.input_line)
             else:
-                defaults.append(f"  - {'' if ov.is_add() else 'override '}{group}: "
-                                f"{ov.value()}")
+                defaults.append(f"  - {'' if ov.is_add() else 'override '}{group}: {ov.value()}")
         else:
             node = body
             parts = key.split(".")
@@ -242,8 +318,9 @@ def preset_text(overrides: list[str], groups: set[str], header: list[str]) -> st
             node[parts[-1]] = ov.value()
     lines = ["# @package _global_"] + [f"# {h}" for h in header]
     if skipped:
-        lines.append(f"# not expressible in a preset (rerun them on the command line): "
-                     f"{' '.join(skipped)}")
+        lines.append(
+            f"# not expressible in a preset (rerun them on the command line): {' '.join(skipped)}"
+        )
     if defaults:
         lines += ["defaults:"] + defaults
     if body:
@@ -258,24 +335,33 @@ def write_best(sweep_dir: Path, summ: dict, groups: set[str]) -> tuple[list[str]
     if summ["best_group"] and any(g["n_trials"] > 1 for g in summ["groups"]):
         g = summ["best_group"]
         overrides = g["overrides"]
-        what = (f"best configuration of {summ['sweep_dir']} over seeds: {monitor} "
-                f"{g['mean']:.6g} +- {g['std']:.3g} (n={g['n']}, jobs "
-                f"{','.join(map(str, g['jobs']))})")
+        what = (
+            f"best configuration of {summ['sweep_dir']} over seeds: {monitor} "
+            f"{g['mean']:.6g} +- {g['std']:.3g} (n={g['n']}, jobs "
+            f"{','.join(map(str, g['jobs']))})"
+        )
     elif summ["best"]:
         b = summ["best"]
         overrides = b["overrides"]
         what = f"best trial of {summ['sweep_dir']}: job {b['job']}, {monitor} {b['objective']:.6g}"
     else:
         return None
-    text = preset_text(overrides, groups, [
-        what + f" ({summ['mode']})", f"run: {command_line(overrides)}",
-        "or copy this file to conf/experiment/NAME.yaml and run: runner experiment=NAME"])
+    text = preset_text(
+        overrides,
+        groups,
+        [
+            what + f" ({summ['mode']})",
+            f"run: {command_line(overrides)}",
+            "or copy this file to conf/experiment/NAME.yaml and run: runner experiment=NAME",
+        ],
+    )
     atomic_write(Path(sweep_dir) / "best.yaml", text)
     return overrides, what
 
 
 # ---------------------------------------------------------------------------------------------
 # topk.png
+
 
 def _labels(rows: list[dict]) -> list[str]:
     keys = []
@@ -299,8 +385,11 @@ def _fmt(v, digits=3) -> str:
 
 
 def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
-    top = [r for r in ranked(summ["trials"], summ["mode"])
-           if r["status"] == "completed" and r["objective"] is not None and r.get("dir")][:k]
+    top = [
+        r
+        for r in ranked(summ["trials"], summ["mode"])
+        if r["status"] == "completed" and r["objective"] is not None and r.get("dir")
+    ][:k]
     curves = []
     for r in top:
         got = rundir.read_curves(r["dir"])
@@ -308,20 +397,25 @@ def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
             curves.append((r, got.data.rows))
     if not curves:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from runner.plots import pyplot, save_png
 
+    plt = pyplot()
     metric = next((m for m in ("acc", "rmse") if f"val_{m}" in curves[0][1][0]), None)
-    panels = [("val_loss", "validation loss")] + ([(f"val_{metric}", f"validation {metric}")]
-                                                  if metric else [])
+    panels = [("val_loss", "validation loss")] + (
+        [(f"val_{metric}", f"validation {metric}")] if metric else []
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
     labels = _labels([r for r, _ in curves])
-    for (r, rows), label in zip(curves, labels):
+    for (_, rows), label in zip(curves, labels):
         for ax, (key, _) in zip(axes[0], panels):
-            ax.plot([x["epoch"] for x in rows], [x.get(key, float("nan")) for x in rows],
-                    marker=".", label=label)
+            ax.plot(
+                [x["epoch"] for x in rows],
+                [x.get(key, float("nan")) for x in rows],
+                marker=".",
+                label=label,
+            )
     from matplotlib.ticker import MaxNLocator
+
     for ax, (_, title) in zip(axes[0], panels):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
@@ -329,11 +423,7 @@ def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7)
     fig.suptitle(f"top {len(curves)} trials by {summ['monitor']} ({summ['mode']})")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write(Path(sweep_dir) / "topk.png", buf.getvalue())
+    save_png(fig, Path(sweep_dir) / "topk.png", tight=True)
     return True
 
 
@@ -355,6 +445,7 @@ def _objective_cell(r: dict) -> str:
 
 def tables(summ: dict) -> list:
     from rich.table import Table
+
     rows = summ["trials"]
     monitor = summ["monitor"] or "objective"
     c = summ["counts"]
@@ -362,11 +453,14 @@ def tables(summ: dict) -> list:
     params = []
     for r in rows:
         params += [k for k in r["params"] if k not in params]
-    title = (f"{len(rows)} trials: {c['completed']} completed, {c['diverged']} diverged, "
-             f"{c['failed']} failed" + (f", {c['pending'] + c['running']} not run"
-                                        if c['pending'] + c['running'] else "")
-             + f"; sorted by {monitor} ({summ['mode']})")
+    title = (
+        f"{len(rows)} trials: {c['completed']} completed, {c['diverged']} diverged, "
+        f"{c['failed']} failed"
+        + (f", {c['pending'] + c['running']} not run" if c["pending"] + c["running"] else "")
+        + f"; sorted by {monitor} ({summ['mode']})"
+    )
     t = Table(title=title, title_justify="left")
+
     def col(name, width=None, **kw):  # short columns stay readable; the error column wraps
         t.add_column(name, min_width=width or min(len(name), 12), **kw)
 
@@ -389,7 +483,7 @@ def tables(summ: dict) -> list:
         cells = [str(i), str(r["job"])] + ([str(r["stage"])] if staged else [])
         cells += [f"[{colour}]{r['status']}[/]", _objective_cell(r)]
         cells += [_fmt(r["params"].get(p), 4) for p in params]
-        ep = (f"{r['epochs_run']}/{r['epochs']}" if r.get("epochs_run") is not None else "-")
+        ep = f"{r['epochs_run']}/{r['epochs']}" if r.get("epochs_run") is not None else "-"
         cells += [ep, f"{r['wall_time']:.1f}s" if finite(r.get("wall_time")) else "-"]
         if errors:
             err = r.get("error") or r.get("reason") or ""
@@ -401,8 +495,9 @@ def tables(summ: dict) -> list:
     groups = summ["groups"]
     if groups:
         g_params = [p for p in params if p != "seed"]
-        gt = Table(title=f"over seeds: {monitor} mean ± std, n completed/trials",
-                   title_justify="left")
+        gt = Table(
+            title=f"over seeds: {monitor} mean ± std, n completed/trials", title_justify="left"
+        )
         gt.add_column("#", justify="right")
         for p in g_params:
             gt.add_column(p, justify="right")
@@ -410,9 +505,14 @@ def tables(summ: dict) -> list:
         gt.add_column("n", justify="right")
         gt.add_column("jobs")
         for i, g in enumerate(groups[:MAX_ROWS], 1):
-            ms = ("-" if g["mean"] is None else f"{g['mean']:.4g} ± {g['std']:.2g}")
-            gt.add_row(str(i), *[_fmt(g["params"].get(p), 4) for p in g_params], ms,
-                       f"{g['n']}/{g['n_trials']}", ",".join(map(str, g["jobs"])))
+            ms = "-" if g["mean"] is None else f"{g['mean']:.4g} ± {g['std']:.2g}"
+            gt.add_row(
+                str(i),
+                *[_fmt(g["params"].get(p), 4) for p in g_params],
+                ms,
+                f"{g['n']}/{g['n_trials']}",
+                ",".join(map(str, g["jobs"])),
+            )
         out.append(gt)
     return out
 
@@ -426,10 +526,17 @@ def print_report(console, summ: dict, sweep_dir, best, plotted: bool) -> None:
         overrides, what = best
         console.print(what, highlight=False)
         console.print(f"rerun: {command_line(overrides)}", highlight=False, soft_wrap=True)
-    files = ["trials.json", "summary.json", "summary.csv"] + (["best.yaml"] if best else []) \
+    files = (
+        ["trials.json", "summary.json", "summary.csv"]
+        + (["best.yaml"] if best else [])
         + (["topk.png"] if plotted else [])
-    console.print(f"sweep directory: [bold]{sweep_dir}[/] ({', '.join(files)})",
-                  highlight=False, soft_wrap=True)
+    )
+    console.print(
+        f"sweep directory: [bold]{sweep_dir}[/] ({', '.join(files)})",
+        highlight=False,
+        soft_wrap=True,
+    )
     if summ["counts"]["pending"]:
-        console.print(f"resume: add hydra.sweeper.resume={sweep_dir}", highlight=False,
-                      soft_wrap=True)
+        console.print(
+            f"resume: add hydra.sweeper.resume={sweep_dir}", highlight=False, soft_wrap=True
+        )

@@ -13,6 +13,7 @@ Options (hydra.sweeper.*): dry_run, fail_fast, resume=<sweep dir>, top_k, progre
 (Hydra's sweep params as a dict), n_jobs; random/coarse_to_fine: n_trials, seed, stages; tpe:
 n_trials, seed, n_startup_trials. See docs/sweeps.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,36 @@ from pathlib import Path
 
 from runner import stop
 from runner.rundir import atomic_write, write_json
-from runner.sweep.report import (FINAL, best_row, finite, make_row, plot_topk, print_report,
-                                 ranked, read_metrics, summary, sweep_mode, write_best,
-                                 write_summary)
-from runner.sweep.space import (TPE, Param, SweepError, describe_space, grid, import_optuna,
-                                narrow, parse_space, plan_text, rng_for, sample, space_from_json,
-                                space_json, with_extra)
+from runner.sweep.report import (
+    FINAL,
+    best_row,
+    finite,
+    make_row,
+    plot_topk,
+    print_report,
+    ranked,
+    read_metrics,
+    summary,
+    sweep_mode,
+    write_best,
+    write_summary,
+)
+from runner.sweep.space import (
+    TPE,
+    Param,
+    SweepError,
+    describe_space,
+    grid,
+    import_optuna,
+    narrow,
+    parse_space,
+    plan_text,
+    rng_for,
+    sample,
+    space_from_json,
+    space_json,
+    with_extra,
+)
 
 KINDS = ("grid", "random", "tpe")
 STAGE_KEYS = {"epochs", "n_trials", "top_k", "overrides"}
@@ -39,12 +64,14 @@ DONE = ("completed", "diverged")  # a resumed sweep skips these trials and rerun
 
 def run_sweep(options: dict, arguments: list[str], *, config, hydra_context, launcher):
     """What the plugin's Sweeper.sweep does: returns the JobReturns, like Hydra's sweepers."""
-    return Sweep(options, arguments, config=config, hydra_context=hydra_context,
-                 launcher=launcher).run()
+    return Sweep(
+        options, arguments, config=config, hydra_context=hydra_context, launcher=launcher
+    ).run()
 
 
 # ---------------------------------------------------------------------------------------------
 # the sweep directory
+
 
 def claim_dir(base: Path) -> Path:
     """A sweep directory of our own: `base`, or base-1, base-2, ... if another sweep (or anything
@@ -80,6 +107,7 @@ def _quote(value: str) -> str:
 
 def _one_line(e: BaseException) -> str:
     from runner.shell import describe
+
     return describe(e).replace(" (rerun with --debug for the traceback)", "")
 
 
@@ -92,6 +120,7 @@ def _numeric(v: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 class Sweep:
     def __init__(self, options: dict, arguments: list[str], *, config, hydra_context, launcher):
@@ -112,7 +141,7 @@ class Sweep:
         self.sweep_dir: Path | None = None
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
 
-    # -- options --------------------------------------------------------------------------------
+    # -- options ----------------------------------------------------------------------------------
     def _int_opt(self, name: str, minimum: int, default=None) -> int:
         v = self.opts.get(name, default)
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
@@ -123,37 +152,60 @@ class Sweep:
         raw = self.opts.get("stages")
         top_k = self._int_opt("top_k", 1, 5)
         if not raw:
-            n = (len(grid(self.space)) if self.kind == "grid"
-                 else self._int_opt("n_trials", 1, 20))
-            return [{"stage": 1, "n_trials": n, "epochs": None, "top_k": top_k,
-                     "overrides": [], "space": None}]
+            n = len(grid(self.space)) if self.kind == "grid" else self._int_opt("n_trials", 1, 20)
+            return [
+                {
+                    "stage": 1,
+                    "n_trials": n,
+                    "epochs": None,
+                    "top_k": top_k,
+                    "overrides": [],
+                    "space": None,
+                }
+            ]
         if self.kind != "random":
-            raise SweepError("hydra.sweeper.stages: coarse-to-fine stages need "
-                             "hydra/sweeper=random or coarse_to_fine")
+            raise SweepError(
+                "hydra.sweeper.stages: coarse-to-fine stages need "
+                "hydra/sweeper=random or coarse_to_fine"
+            )
         if not isinstance(raw, list):
-            raise SweepError("hydra.sweeper.stages: expected a list like "
-                             "[{epochs: 3, n_trials: 16}, {epochs: 15, n_trials: 8, top_k: 4}]")
+            raise SweepError(
+                "hydra.sweeper.stages: expected a list like "
+                "[{epochs: 3, n_trials: 16}, {epochs: 15, n_trials: 8, top_k: 4}]"
+            )
         stages = []
         for i, s in enumerate(raw, 1):
             if not isinstance(s, dict) or set(s) - STAGE_KEYS or "n_trials" not in s:
-                raise SweepError(f"hydra.sweeper.stages[{i - 1}]={s}: expected a dict with "
-                                 f"n_trials and optionally epochs, top_k, overrides")
+                raise SweepError(
+                    f"hydra.sweeper.stages[{i - 1}]={s}: expected a dict with "
+                    f"n_trials and optionally epochs, top_k, overrides"
+                )
             n, ep, k = s["n_trials"], s.get("epochs"), s.get("top_k", top_k)
             for name, v in (("n_trials", n), ("epochs", ep), ("top_k", k)):
                 if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                    raise SweepError(f"hydra.sweeper.stages[{i - 1}].{name}={v}: expected an "
-                                     f"integer >= 1")
+                    raise SweepError(
+                        f"hydra.sweeper.stages[{i - 1}].{name}={v}: expected an integer >= 1"
+                    )
             extra = s.get("overrides") or []
             if isinstance(extra, str):
                 extra = [extra]
-            stages.append({"stage": i, "n_trials": n, "epochs": ep, "top_k": k,
-                           "overrides": [str(o) for o in extra], "space": None})
+            stages.append(
+                {
+                    "stage": i,
+                    "n_trials": n,
+                    "epochs": ep,
+                    "top_k": k,
+                    "overrides": [str(o) for o in extra],
+                    "space": None,
+                }
+            )
         return stages
 
     @staticmethod
     def _extra(stage: dict) -> list[str]:
-        return ([f"trainer.epochs={stage['epochs']}"] if stage.get("epochs") else []) + \
-            list(stage.get("overrides") or [])
+        return ([f"trainer.epochs={stage['epochs']}"] if stage.get("epochs") else []) + list(
+            stage.get("overrides") or []
+        )
 
     # -- the plan ---------------------------------------------------------------------------------
     def _new_plan(self) -> None:
@@ -178,12 +230,20 @@ class Sweep:
         if self.kind == "grid":
             planned = grid(space)
         else:
-            planned = sample(space, stage["n_trials"], rng_for(self.opts.get("seed", 0),
-                                                               stage["stage"]))
+            planned = sample(
+                space, stage["n_trials"], rng_for(self.opts.get("seed", 0), stage["stage"])
+            )
         job = len(self.trials)
         extra = self._extra(stage)
-        new = [{"job": job + i, "stage": stage["stage"], "overrides": with_extra(ov, extra),
-                "params": params} for i, (ov, params) in enumerate(planned)]
+        new = [
+            {
+                "job": job + i,
+                "stage": stage["stage"],
+                "overrides": with_extra(ov, extra),
+                "params": params,
+            }
+            for i, (ov, params) in enumerate(planned)
+        ]
         self._check(new)
         self.trials += new
 
@@ -199,17 +259,23 @@ class Sweep:
                 if not _numeric(v):
                     pairs.add((k, v))
             if pairs - self._checked or not self._checked_any:
-                self.hydra_context.config_loader.load_sweep_config(self.config,
-                                                                   list(t["overrides"]))
+                self.hydra_context.config_loader.load_sweep_config(
+                    self.config, list(t["overrides"])
+                )
                 self._checked |= pairs
                 self._checked_any = True
 
     def _plan_json(self) -> dict:
         keep = ("n_trials", "seed", "top_k", "n_startup_trials")
-        return {"version": 1, "kind": self.kind, "created": self.created,
-                "arguments": self.arguments,
-                "options": {k: self.opts[k] for k in keep if k in self.opts},
-                "stages": self.stages, "trials": self.trials}
+        return {
+            "version": 1,
+            "kind": self.kind,
+            "created": self.created,
+            "arguments": self.arguments,
+            "options": {k: self.opts[k] for k in keep if k in self.opts},
+            "stages": self.stages,
+            "trials": self.trials,
+        }
 
     def _save_plan(self) -> None:
         write_json(self.sweep_dir / "trials.json", self._plan_json())
@@ -218,15 +284,17 @@ class Sweep:
         try:
             plan = json.loads((path / "trials.json").read_text())
         except FileNotFoundError:
-            raise SweepError(f"hydra.sweeper.resume={path}: no trials.json there (not a sweep "
-                             f"directory of runner's)") from None
+            raise SweepError(
+                f"hydra.sweeper.resume={path}: no trials.json there (not a sweep "
+                f"directory of runner's)"
+            ) from None
         except (OSError, ValueError) as e:
-            raise SweepError(f"hydra.sweeper.resume={path}: cannot read trials.json: {e}") \
-                from None
+            raise SweepError(f"hydra.sweeper.resume={path}: cannot read trials.json: {e}") from None
         if self.arguments and self.arguments != plan["arguments"]:
             raise SweepError(
                 f"hydra.sweeper.resume: the overrides differ from those of the sweep in {path} "
-                f"({' '.join(plan['arguments'])}); give the same ones, or none")
+                f"({' '.join(plan['arguments'])}); give the same ones, or none"
+            )
         self.kind = plan["kind"]
         self.arguments = plan["arguments"]
         for k, v in plan.get("options", {}).items():
@@ -241,10 +309,14 @@ class Sweep:
 
     # -- dry run ----------------------------------------------------------------------------------
     def _print_plan(self, done: set[int]) -> None:
-        print(plan_text(self.kind, self.opts.get("seed", 0), self.space, self.stages,
-                        self.trials, done), flush=True)
+        print(
+            plan_text(
+                self.kind, self.opts.get("seed", 0), self.space, self.stages, self.trials, done
+            ),
+            flush=True,
+        )
 
-    # -- running ------------------------------------------------------------------------------------
+    # -- running ----------------------------------------------------------------------------------
     def _job_dir(self, job: int) -> Path:
         return self.sweep_dir / str(job)
 
@@ -277,13 +349,23 @@ class Sweep:
         sweep_dir = f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"
         t0 = time.perf_counter()
         try:
-            rets = self.launcher.launch([list(t["overrides"]) + [sweep_dir] for t in trials],
-                                        initial_job_idx=trials[0]["job"])
+            rets = self.launcher.launch(
+                [list(t["overrides"]) + [sweep_dir] for t in trials],
+                initial_job_idx=trials[0]["job"],
+            )
         except Exception as e:  # noqa: BLE001 - composing a trial failed: record it, go on
             if len(trials) > 1:
                 return [row for t in trials for row in self._run_batch([t])]
-            return [make_row(trials[0], None, None, status="failed", error=_one_line(e),
-                             wall_time=time.perf_counter() - t0)]
+            return [
+                make_row(
+                    trials[0],
+                    None,
+                    None,
+                    status="failed",
+                    error=_one_line(e),
+                    wall_time=time.perf_counter() - t0,
+                )
+            ]
         # None: a job the launcher did not start because of a stop (runner.stop); it stays
         # pending, and resume runs it.
         ran = [(t, ret) for t, ret in zip(trials, rets) if ret is not None]
@@ -293,9 +375,10 @@ class Sweep:
 
     def _row_of(self, trial: dict, ret, wall: float) -> dict:
         from hydra.core.utils import JobStatus
+
         try:
             run_dir = Path(ret.hydra_cfg.hydra.runtime.output_dir)
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - a launcher's JobReturn without it: the usual folder
             run_dir = self._job_dir(trial["job"])
         metrics = read_metrics(run_dir)
         if ret.status == JobStatus.COMPLETED:  # never touch ret.return_value (issue 2284)
@@ -325,8 +408,11 @@ class Sweep:
             for row in self._run_batch(batch):
                 self._record(row, progress, task)
             self._write_summary("running")  # once per launch: its trials finished together
-            failed = [r for r in (self.rows[t["job"]] for t in batch if t["job"] in self.rows)
-                      if r["status"] == "failed"]
+            failed = [
+                r
+                for r in (self.rows[t["job"]] for t in batch if t["job"] in self.rows)
+                if r["status"] == "failed"
+            ]
             if failed and self.opts.get("fail_fast"):
                 return failed[0]
         return None
@@ -344,28 +430,42 @@ class Sweep:
 
     def _write_summary(self, state: str) -> dict:
         rows = [self.rows.get(t["job"]) or make_row(t) for t in self.trials]
-        summ = summary(rows, sweep_dir=self.sweep_dir, kind=self.kind, state=state,
-                       stages=[{k: v for k, v in s.items()} for s in self.stages])
+        summ = summary(
+            rows,
+            sweep_dir=self.sweep_dir,
+            kind=self.kind,
+            state=state,
+            stages=[dict(s) for s in self.stages],
+        )
         write_summary(self.sweep_dir, summ)
         return summ
 
     def _record(self, row: dict, progress, task) -> None:
         self.rows[row["job"]] = row
         if row["status"] == "failed":
-            progress.console.print(f"[red]job {row['job']} failed:[/] {row['error']}",
-                                   highlight=False)
+            progress.console.print(
+                f"[red]job {row['job']} failed:[/] {row['error']}", highlight=False
+            )
         elif row["status"] == "diverged":
-            progress.console.print(f"[yellow]job {row['job']} diverged[/] at epoch "
-                                   f"{row.get('epochs_run')}: {row.get('reason')}",
-                                   highlight=False)
+            progress.console.print(
+                f"[yellow]job {row['job']} diverged[/] at epoch "
+                f"{row.get('epochs_run')}: {row.get('reason')}",
+                highlight=False,
+            )
         progress.update(task, advance=1, stats=self._stats())
 
     def _next_stage_space(self, stage: dict) -> list[Param] | None:
-        prev = [self.rows[t["job"]] for t in self.trials
-                if t["stage"] == stage["stage"] - 1 and t["job"] in self.rows]
+        prev = [
+            self.rows[t["job"]]
+            for t in self.trials
+            if t["stage"] == stage["stage"] - 1 and t["job"] in self.rows
+        ]
         _, mode = sweep_mode(prev)
-        top = [r for r in ranked(prev, mode)
-               if r["status"] == "completed" and r["objective"] is not None][:stage["top_k"]]
+        top = [
+            r
+            for r in ranked(prev, mode)
+            if r["status"] == "completed" and r["objective"] is not None
+        ][: stage["top_k"]]
         if not top:
             return None
         prev_space = space_from_json(self.stages[stage["stage"] - 2]["space"])
@@ -391,13 +491,16 @@ class Sweep:
             return []
 
         from omegaconf import OmegaConf, open_dict
+
         if not resume:
             wanted = Path(str(self.config.hydra.sweep.dir))
             self.sweep_dir = claim_dir(wanted)
             atomic_write(self.sweep_dir / "multirun.yaml", OmegaConf.to_yaml(self.config))
             if self.sweep_dir != wanted:
-                print(f"sweep: {wanted} is taken; this sweep writes to {self.sweep_dir}",
-                      file=sys.stderr)
+                print(
+                    f"sweep: {wanted} is taken; this sweep writes to {self.sweep_dir}",
+                    file=sys.stderr,
+                )
         with open_dict(self.config):
             self.config.hydra.sweep.dir = str(self.sweep_dir)  # the launcher's mkdir
         self._save_plan()
@@ -409,17 +512,25 @@ class Sweep:
         from rich.progress import Progress
 
         from runner import progress as shared
+
         total = sum(s["n_trials"] for s in self.stages)
         # The ETA from the mean speed since the start (rich's default looks at the last 30 s
         # only, which shows no ETA at all when each trial takes longer than that).
-        progress = Progress(*shared.columns(), console=Console(stderr=True),
-                            disable=not self.opts.get("progress", True), transient=False,
-                            speed_estimate_period=7 * 24 * 3600)
+        progress = Progress(
+            *shared.columns(),
+            console=Console(stderr=True),
+            disable=not self.opts.get("progress", True),
+            transient=False,
+            speed_estimate_period=7 * 24 * 3600,
+        )
         verb = "resuming" if resumed else "running"
-        progress.console.print(f"sweep: {verb} {total} trials ({self.kind}) in "
-                               f"[bold]{self.sweep_dir}[/]", highlight=False)
-        task = progress.add_task("sweep", total=total, unit="trial", stats=self._stats(),
-                                 completed=len(self.rows))
+        progress.console.print(
+            f"sweep: {verb} {total} trials ({self.kind}) in [bold]{self.sweep_dir}[/]",
+            highlight=False,
+        )
+        task = progress.add_task(
+            "sweep", total=total, unit="trial", stats=self._stats(), completed=len(self.rows)
+        )
         stopped = None
         state = "interrupted"
         progress.start()
@@ -429,8 +540,7 @@ class Sweep:
                 stopped = self._run_tpe(progress, task)
             else:
                 stopped = self._run_stages(progress, task)
-            state = ("stopped" if stopped else "interrupted" if stop.requested()
-                     else "finished")
+            state = "stopped" if stopped else "interrupted" if stop.requested() else "finished"
         except KeyboardInterrupt:  # a second Ctrl-C: what finished is kept all the same
             stop.note_interrupt()
         finally:
@@ -447,9 +557,13 @@ class Sweep:
         """One line instead of the closing table: what was kept and how to go on."""
         rows = summ["trials"]
         done = sum(r["status"] in DONE for r in rows)
-        print(f"sweep: interrupted ({stop.signal_name() or 'SIGINT'}) with {done} of "
-              f"{len(rows)} trials done; kept in {self.sweep_dir}; resume with: runner -m "
-              f"hydra.sweeper.resume={_quote(str(self.sweep_dir))}", file=sys.stderr, flush=True)
+        print(
+            f"sweep: interrupted ({stop.signal_name() or 'SIGINT'}) with {done} of "
+            f"{len(rows)} trials done; kept in {self.sweep_dir}; resume with: runner -m "
+            f"hydra.sweeper.resume={_quote(str(self.sweep_dir))}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _run_stages(self, progress, task):
         for stage in self.stages:
@@ -460,7 +574,9 @@ class Sweep:
                 if space is None:
                     progress.console.print(
                         f"[yellow]stage {stage['stage']} skipped:[/] no trial of stage "
-                        f"{stage['stage'] - 1} completed", highlight=False)
+                        f"{stage['stage'] - 1} completed",
+                        highlight=False,
+                    )
                     stage["skipped"] = True
                     self._save_plan()
                     progress.update(task, total=len(self.trials))
@@ -468,10 +584,11 @@ class Sweep:
                 self._plan_stage(stage, space)
                 self._save_plan()
                 progress.console.print(
-                    f"stage {stage['stage']}: " + "; ".join(describe_space(space)),
-                    highlight=False)
-            pending = [t for t in self.trials
-                       if t["stage"] == stage["stage"] and t["job"] not in self.rows]
+                    f"stage {stage['stage']}: " + "; ".join(describe_space(space)), highlight=False
+                )
+            pending = [
+                t for t in self.trials if t["stage"] == stage["stage"] and t["job"] not in self.rows
+            ]
             stopped = self._run_trials(pending, progress, task)
             if stopped:
                 return stopped
@@ -479,22 +596,26 @@ class Sweep:
 
     def _run_tpe(self, progress, task):
         n_total = self._int_opt("n_trials", 1, 20)
-        tpe = TPE(self.space, seed=self.opts.get("seed", 0),
-                  n_startup_trials=self.opts.get("n_startup_trials", 10))
+        tpe = TPE(
+            self.space,
+            seed=self.opts.get("seed", 0),
+            n_startup_trials=self.opts.get("n_startup_trials", 10),
+        )
         # A resumed sweep: its trials so far, rerun where unfinished.
-        stopped = self._run_trials([t for t in self.trials if t["job"] not in self.rows],
-                                   progress, task)
+        stopped = self._run_trials(
+            [t for t in self.trials if t["job"] not in self.rows], progress, task
+        )
         if stopped or stop.requested():
             return stopped
         for t in self.trials:
             tpe.add(t["params"], self.rows[t["job"]])
         while len(self.trials) < n_total and not stop.requested():
             batch = []
-            for _ in range(min(self._batch_size(n_total - len(self.trials)),
-                               n_total - len(self.trials))):
+            for _ in range(
+                min(self._batch_size(n_total - len(self.trials)), n_total - len(self.trials))
+            ):
                 trial, (overrides, params) = tpe.ask()
-                t = {"job": len(self.trials), "stage": 1, "overrides": overrides,
-                     "params": params}
+                t = {"job": len(self.trials), "stage": 1, "overrides": overrides, "params": params}
                 self._check([t])
                 self.trials.append(t)
                 batch.append((trial, t))
@@ -508,15 +629,15 @@ class Sweep:
                 return stopped
         return None
 
-    # -- the end ------------------------------------------------------------------------------------
+    # -- the end ----------------------------------------------------------------------------------
     def _finish(self, summ: dict, stopped: dict | None) -> None:
         from rich.console import Console
+
         console = Console()
-        groups = set()
         try:
-            groups = {k for k in self.config.hydra.runtime.choices.keys()}
-        except Exception:  # noqa: BLE001
-            pass
+            groups = set(self.config.hydra.runtime.choices)
+        except Exception:  # noqa: BLE001 - no hydra.runtime.choices (a config made by hand)
+            groups = set()
         best = write_best(self.sweep_dir, summ, groups)
         plotted = False
         if self.opts.get("plot", True) and summ["best"]:
@@ -527,10 +648,14 @@ class Sweep:
         print_report(console, summ, self.sweep_dir, best, plotted)
         rows = summ["trials"]
         if stopped:
-            raise SweepError(f"sweep stopped at job {stopped['job']} (hydra.sweeper.fail_fast): "
-                             f"{stopped['error']}")
+            raise SweepError(
+                f"sweep stopped at job {stopped['job']} (hydra.sweeper.fail_fast): "
+                f"{stopped['error']}"
+            )
         ran = [r for r in rows if r["status"] in FINAL]
         if ran and all(r["status"] == "failed" for r in ran):
             first = min(ran, key=lambda r: r["job"])
-            raise SweepError(f"sweep: all {len(ran)} trials failed; first error (job "
-                             f"{first['job']}): {first['error']}")
+            raise SweepError(
+                f"sweep: all {len(ran)} trials failed; first error (job "
+                f"{first['job']}): {first['error']}"
+            )

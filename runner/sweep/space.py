@@ -9,12 +9,12 @@ A space is a list of Params, one per command-line override, in command-line orde
 
 Only this module knows Hydra's parser; the rest of runner.sweep sees Params and override strings.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 from runner.config import ConfigError
 from runner.sweep.grammar import install_grammar
@@ -28,13 +28,14 @@ class SweepError(ConfigError):
 # ---------------------------------------------------------------------------------------------
 # Params
 
+
 @dataclass
 class Param:
-    key: str                         # as on the command line, with its + / ++ / ~ prefix
-    kind: str                        # fixed | choice | interval
-    values: list = field(default_factory=list)   # fixed: [value string]; choice: value strings
-    low: Optional[float] = None      # interval bounds (ints for int(interval(...)))
-    high: Optional[float] = None
+    key: str  # as on the command line, with its + / ++ / ~ prefix
+    kind: str  # fixed | choice | interval
+    values: list = field(default_factory=list)  # fixed: [value string]; choice: value strings
+    low: float | None = None  # interval bounds (ints for int(interval(...)))
+    high: float | None = None
     log: bool = False
     integer: bool = False
 
@@ -60,7 +61,7 @@ class Param:
         return asdict(self)
 
     @staticmethod
-    def from_json(d: dict) -> "Param":
+    def from_json(d: dict) -> Param:
         return Param(**d)
 
 
@@ -103,8 +104,10 @@ def parse_space(arguments: list[str], config_loader=None) -> list[Param]:
         value = ov.value()
         tags = set(getattr(value, "tags", None) or ())
         if tags - {"log"}:
-            raise SweepError(f"{ov.input_line}: unknown tag {sorted(tags - {'log'})[0]!r}; the "
-                             f"only tag runner knows is log, as in tag(log,interval(1e-5,1e-1))")
+            raise SweepError(
+                f"{ov.input_line}: unknown tag {sorted(tags - {'log'})[0]!r}; the "
+                f"only tag runner knows is log, as in tag(log,interval(1e-5,1e-1))"
+            )
         if not ov.is_sweep_override():
             space.append(Param(key, "fixed", [ov.get_value_string()]))  # as typed
         elif ov.is_interval_sweep():
@@ -115,13 +118,15 @@ def parse_space(arguments: list[str], config_loader=None) -> list[Param]:
                 raise SweepError(f"{ov.input_line}: interval(a, b) needs a < b")
             if "log" in tags and low <= 0:
                 raise SweepError(f"{ov.input_line}: a log interval needs a start > 0")
-            space.append(Param(key, "interval", low=low, high=high, log="log" in tags,
-                               integer=integer))
+            space.append(
+                Param(key, "interval", low=low, high=high, log="log" in tags, integer=integer)
+            )
         else:
             if "log" in tags:
                 raise SweepError(
                     f"{ov.input_line}: tag(log, ...) applies to interval(...); for a log-spaced "
-                    f"grid write {ov.key_or_group}=logspace(-5,-1,9)")
+                    f"grid write {ov.key_or_group}=logspace(-5,-1,9)"
+                )
             values = list(ov.sweep_string_iterator())
             if not values:
                 raise SweepError(f"{ov.input_line}: the sweep has no values")
@@ -141,18 +146,21 @@ def override(p: Param, value) -> str:
 # ---------------------------------------------------------------------------------------------
 # Trials: a trial is (overrides, params): the override strings and the swept values
 
+
 def grid(space: list[Param]) -> list[tuple[list[str], dict]]:
     """Hydra's cartesian product (the last key varies fastest, as in the basic sweeper)."""
     for p in space:
         if p.kind == "interval":
             raise SweepError(
                 f"{p.key}=interval(...): a grid cannot enumerate an interval; use "
-                f"hydra/sweeper=random (or tpe), or a grid such as {p.name}=logspace(-5,-1,9)")
+                f"hydra/sweeper=random (or tpe), or a grid such as {p.name}=logspace(-5,-1,9)"
+            )
     options = [[(p, v) for v in (p.values)] for p in space]
     trials = []
     for combo in itertools.product(*options):
-        trials.append(([override(p, v) for p, v in combo],
-                       {p.name: native(v) for p, v in combo if p.swept}))
+        trials.append(
+            ([override(p, v) for p, v in combo], {p.name: native(v) for p, v in combo if p.swept})
+        )
     return trials
 
 
@@ -175,13 +183,15 @@ def sample(space: list[Param], n: int, rng) -> list[tuple[list[str], dict]]:
     trials = []
     for _ in range(n):
         values = [(p, sample_value(p, rng)) for p in space]
-        trials.append(([override(p, v) for p, v in values],
-                       {p.name: native(v) for p, v in values if p.swept}))
+        trials.append(
+            ([override(p, v) for p, v in values], {p.name: native(v) for p, v in values if p.swept})
+        )
     return trials
 
 
 def rng_for(seed: int, stage: int):
     import numpy as np
+
     return np.random.default_rng([int(seed), int(stage)])
 
 
@@ -217,12 +227,15 @@ def with_extra(overrides: list[str], extra: list[str]) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Optuna TPE: a thin ask/tell wrapper (optuna is an optional extra: pip install 'runner[optuna]')
 
+
 def import_optuna():
     try:
         import optuna
     except ImportError:
-        raise SweepError("hydra/sweeper=tpe needs optuna, an optional extra: pip install -e "
-                         "'.[optuna]' (or pip install optuna)") from None
+        raise SweepError(
+            "hydra/sweeper=tpe needs optuna, an optional extra: pip install -e "
+            "'.[optuna]' (or pip install optuna)"
+        ) from None
     return optuna
 
 
@@ -233,8 +246,8 @@ class TPE:
     def __init__(self, space: list[Param], seed: int, n_startup_trials: int = 10):
         optuna = self.optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        from optuna.distributions import (CategoricalDistribution, FloatDistribution,
-                                          IntDistribution)
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
         self.space = space
         self.dists = {}
         for p in space:
@@ -255,10 +268,13 @@ class TPE:
                 values.append((p, p.values[0]))
             else:
                 v = trial.params[p.name]
-                values.append((p, v if p.kind == "choice" else
-                               (int(v) if p.integer else float(f"{v:.6g}"))))
-        return trial, ([override(p, v) for p, v in values],
-                       {p.name: native(v) for p, v in values if p.swept})
+                values.append(
+                    (p, v if p.kind == "choice" else (int(v) if p.integer else float(f"{v:.6g}")))
+                )
+        return trial, (
+            [override(p, v) for p, v in values],
+            {p.name: native(v) for p, v in values if p.swept},
+        )
 
     def _value(self, row: dict):
         obj = row.get("objective")
@@ -286,12 +302,14 @@ class TPE:
         # choice values are kept as strings by the distributions
         for p in self.space:
             if p.kind == "choice" and raw[p.name] not in p.values:
-                raw[p.name] = next((v for v in p.values if native(v) == raw[p.name]),
-                                   raw[p.name])
+                raw[p.name] = next((v for v in p.values if native(v) == raw[p.name]), raw[p.name])
         state = self.optuna.trial.TrialState
         trial = self.optuna.trial.create_trial(
-            params=raw, distributions=self.dists, value=value,
-            state=state.COMPLETE if value is not None else state.FAIL)
+            params=raw,
+            distributions=self.dists,
+            value=value,
+            state=state.COMPLETE if value is not None else state.FAIL,
+        )
         self.study.add_trial(trial)
 
 
@@ -307,9 +325,9 @@ def describe_space(space: list[Param]) -> list[str]:
     return [p.describe() for p in space if p.swept]
 
 
-
-def plan_text(kind: str, seed, space: list[Param], stages: list[dict], trials: list[dict],
-              done: set) -> str:
+def plan_text(
+    kind: str, seed, space: list[Param], stages: list[dict], trials: list[dict], done: set
+) -> str:
     """What a dry run prints: the search space, then one `job N: overrides` line per trial."""
     staged = len(stages) > 1
     out = []
@@ -323,8 +341,9 @@ def plan_text(kind: str, seed, space: list[Param], stages: list[dict], trials: l
             if st.get("epochs"):
                 bits.append(f"trainer.epochs={st['epochs']}")
             if st["stage"] > 1:
-                bits.append(f"ranges narrowed around the top {st['top_k']} of stage "
-                            f"{st['stage'] - 1}")
+                bits.append(
+                    f"ranges narrowed around the top {st['top_k']} of stage {st['stage'] - 1}"
+                )
             out.append(", ".join(bits))
         mine = [t for t in trials if t["stage"] == st["stage"]]
         for t in mine:
@@ -334,8 +353,9 @@ def plan_text(kind: str, seed, space: list[Param], stages: list[dict], trials: l
             out.append(f"{st['n_trials']} trials chosen one by one by TPE")
         elif not mine:
             out.append(f"(planned after stage {st['stage'] - 1})")
-    desc = {"grid": "grid", "random": f"random (seed {seed})",
-            "tpe": f"Optuna TPE (seed {seed})"}[kind]
+    desc = {"grid": "grid", "random": f"random (seed {seed})", "tpe": f"Optuna TPE (seed {seed})"}[
+        kind
+    ]
     out.insert(0, f"{desc} sweep of {total} trials" + (" over:" if kind != "grid" else ":"))
     out.append(f"{total} trials (dry run: nothing was trained)")
     return "\n".join(out)

@@ -9,7 +9,8 @@ model ensembles, from a finished sweep.
    The top k are the members (all of them when there are fewer).
 3. Predictions: each member's model is rebuilt from its own config (members may differ in
    architecture, activation, anything but the data split) and evaluated with its saved best
-   weights in evaluation mode (no dropout, running batch-norm statistics) on the ``--split``
+   weights in evaluation mode (runner.core.train.forward, compiled through its program cache:
+   no dropout, running batch-norm statistics) on the ``--split``
    (test) examples. The members must share the data split: every data.* setting except
    preprocessing equal (preprocessing is fitted per member on the same training split).
 4. Averaging: class probabilities for softmax heads (the ensemble predicts the argmax of the
@@ -24,6 +25,7 @@ Exit codes: 0 ok, 2 bad input or nothing to ensemble (one line ``runner: error: 
 Python: ``ensemble(paths, top=k) -> Report``; ``member_predictions(trial, split)`` and
 ``combine(preds, head)`` are the building blocks the tests check by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +40,6 @@ from runner import rundir
 from runner.shell import OneLineParser
 
 SPLITS = ("test", "val")
-EVAL_CHUNK = 2048
 
 
 class EnsembleError(Exception):
@@ -50,9 +51,9 @@ class Trial:
     path: Path
     name: str
     metrics: dict
-    config: dict            # the composed config (plain dict, from .hydra/config.yaml)
+    config: dict  # the composed config (plain dict, from .hydra/config.yaml)
     score: float | None = None
-    overrides: list = field(default_factory=list)   # .hydra/overrides.yaml
+    overrides: list = field(default_factory=list)  # .hydra/overrides.yaml
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Member:
     trial: Trial
     rank: int
     score: float | None
-    metric: float           # accuracy or RMSE on the split, from the saved best weights
+    metric: float  # accuracy or RMSE on the split, from the saved best weights
     loss: float
 
 
@@ -69,13 +70,13 @@ class Report:
     split: str
     rank_key: str
     mode: str
-    metric_name: str        # acc | rmse
+    metric_name: str  # acc | rmse
     head: str
     members: list
     ensemble_metric: float
     ensemble_loss: float
     n_examples: int
-    skipped: dict = field(default_factory=dict)   # reason -> count
+    skipped: dict = field(default_factory=dict)  # reason -> count
     n_trials: int = 0
 
     @property
@@ -92,25 +93,44 @@ class Report:
     def as_dict(self) -> dict:
         m = self.metric_name
         return {
-            "split": self.split, "rank_by": self.rank_key, "mode": self.mode, "metric": m,
-            "head": self.head, "top": len(self.members), "n_trials": self.n_trials,
-            "n_examples": self.n_examples, "skipped": self.skipped,
-            "ensemble": {f"{self.split}_{m}": self.ensemble_metric,
-                         f"{self.split}_loss": self.ensemble_loss},
-            "best_single": {"trial": self.best_single.trial.name,
-                            "dir": str(self.best_single.trial.path),
-                            f"{self.split}_{m}": self.best_single.metric,
-                            f"{self.split}_loss": self.best_single.loss},
+            "split": self.split,
+            "rank_by": self.rank_key,
+            "mode": self.mode,
+            "metric": m,
+            "head": self.head,
+            "top": len(self.members),
+            "n_trials": self.n_trials,
+            "n_examples": self.n_examples,
+            "skipped": self.skipped,
+            "ensemble": {
+                f"{self.split}_{m}": self.ensemble_metric,
+                f"{self.split}_loss": self.ensemble_loss,
+            },
+            "best_single": {
+                "trial": self.best_single.trial.name,
+                "dir": str(self.best_single.trial.path),
+                f"{self.split}_{m}": self.best_single.metric,
+                f"{self.split}_loss": self.best_single.loss,
+            },
             "improvement": self.improvement,
-            "members": [{"rank": mb.rank, "trial": mb.trial.name, "dir": str(mb.trial.path),
-                         "overrides": mb.trial.overrides,
-                         self.rank_key: mb.score, f"{self.split}_{m}": mb.metric,
-                         f"{self.split}_loss": mb.loss} for mb in self.members],
+            "members": [
+                {
+                    "rank": mb.rank,
+                    "trial": mb.trial.name,
+                    "dir": str(mb.trial.path),
+                    "overrides": mb.trial.overrides,
+                    self.rank_key: mb.score,
+                    f"{self.split}_{m}": mb.metric,
+                    f"{self.split}_loss": mb.loss,
+                }
+                for mb in self.members
+            ],
         }
 
 
 # ---------------------------------------------------------------------------------------------
 # trials
+
 
 def _name(path: Path, roots: list[Path]) -> str:
     """The trial's folder relative to its sweep (prefixed with the sweep's name when several
@@ -134,8 +154,11 @@ def find_trials(paths) -> tuple[list[Trial], dict]:
             raise EnsembleError(f"{root}: no such folder")
     found, seen = [], set()
     for root in roots:
-        files = [root / rundir.METRICS] if (root / rundir.METRICS).is_file() else \
-            sorted(root.rglob(rundir.METRICS))
+        files = (
+            [root / rundir.METRICS]
+            if (root / rundir.METRICS).is_file()
+            else sorted(root.rglob(rundir.METRICS))
+        )
         for f in files:
             d = f.parent.resolve()
             if d in seen or any(part.startswith(".") for part in f.relative_to(root).parts[:-1]):
@@ -143,8 +166,9 @@ def find_trials(paths) -> tuple[list[Trial], dict]:
             seen.add(d)
             found.append(f.parent)
     if not found:
-        raise EnsembleError(f"{', '.join(map(str, roots))}: no run directories (folders with "
-                            f"metrics.json) found")
+        raise EnsembleError(
+            f"{', '.join(map(str, roots))}: no run directories (folders with metrics.json) found"
+        )
     trials, skipped = [], {}
 
     def skip(reason):
@@ -188,10 +212,12 @@ def rank(trials: list[Trial], metric: str | None = None) -> tuple[list[Trial], s
     else:
         monitors = {(t.metrics.get("monitor"), t.metrics.get("mode")) for t in trials}
         if len(monitors) > 1:
-            raise EnsembleError("the trials monitor different metrics ("
-                                + ", ".join(f"{m} {o}" for m, o in sorted(monitors, key=str))
-                                + "); choose one with --metric")
-        (monitor, mode), = monitors
+            raise EnsembleError(
+                "the trials monitor different metrics ("
+                + ", ".join(f"{m} {o}" for m, o in sorted(monitors, key=str))
+                + "); choose one with --metric"
+            )
+        ((monitor, mode),) = monitors
         if not monitor:
             raise EnsembleError("metrics.json has no monitor; choose a ranking with --metric")
         key = "best_" + monitor
@@ -200,8 +226,10 @@ def rank(trials: list[Trial], metric: str | None = None) -> tuple[list[Trial], s
         v = t.metrics.get(key)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             if key not in t.metrics and metric:
-                raise EnsembleError(f"--metric {metric}: {key} is not in {t.name}/metrics.json "
-                                    f"(e.g. best_val_acc, best_val_loss, test_acc)")
+                raise EnsembleError(
+                    f"--metric {metric}: {key} is not in {t.name}/metrics.json "
+                    f"(e.g. best_val_acc, best_val_loss, test_acc)"
+                )
             v = None
         t.score = float(v) if v is not None and math.isfinite(v) else None
     ranked = [t for t in trials if t.score is not None]
@@ -227,7 +255,8 @@ def check_same_split(trials: list[Trial]) -> None:
             raise EnsembleError(
                 f"{t.name}: data.{k}={other.get(k)!r} but {trials[0].name} has "
                 f"data.{k}={first.get(k)!r}; ensemble members must share the data split "
-                f"(every data.* setting but preprocessing)")
+                f"(every data.* setting but preprocessing)"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,7 +269,10 @@ def _dataset(cfg):
     key = repr(cfg.data)
     if key not in _DATA_CACHE:
         from runner.data import load_dataset
-        _DATA_CACHE[key] = load_dataset(cfg.data)
+        from runner.datasets import cache_in
+
+        with cache_in(cfg.paths):
+            _DATA_CACHE[key] = load_dataset(cfg.data)
     return _DATA_CACHE[key]
 
 
@@ -248,36 +280,33 @@ def member_predictions(trial: Trial, split: str = "test"):
     """(averageable predictions, targets, head) of a trial's saved best weights on a split:
     softmax probabilities (N, C), sigmoid P(y=1) (N,), linear predictions (N,), log_linear
     log-space outputs (N,)."""
-    import jax
+    import jax.numpy as jnp
     import numpy as np
 
-    from runner.core import losses
     from runner.config import ConfigError, validate
-    from runner.core.nn import build_model
+    from runner.core import losses, train
     from runner.core.spec import make_hparams, make_spec
+
     try:
         cfg = validate(trial.config)
     except ConfigError as e:
         raise EnsembleError(f"{trial.name}: its config is not valid here: {e}") from e
     ds = _dataset(cfg)
     spec = make_spec(cfg, ds)
-    hp = make_hparams(cfg, spec)
-    model = build_model(spec.model, hp)
+    hp = {k: jnp.asarray(v) for k, v in make_hparams(cfg, spec).items()}
     params, batch_stats = rundir.load_best(trial.path)
-    variables = {"params": params}
-    if spec.model.batchnorm:
-        variables["batch_stats"] = batch_stats
     x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
     if len(x) == 0:
         raise EnsembleError(f"{trial.name}: the {split} split is empty (data.{split}_fraction=0)")
-    apply = jax.jit(lambda v, xb: model.apply(v, xb, train=False))
+    # The core's evaluation-mode forward pass, compiled once per structure for the process.
     try:
-        outs = [np.asarray(apply(variables, x[i:i + EVAL_CHUNK]))
-                for i in range(0, len(x), EVAL_CHUNK)]
-    except Exception as e:  # noqa: BLE001 - weights that do not fit the config
-        raise EnsembleError(f"{trial.name}: {rundir.BEST_PARAMS} does not fit its config: "
-                            f"{str(e).splitlines()[0]}") from e
-    out = np.concatenate(outs).astype(np.float64)
+        x = jnp.asarray(x)
+        forward, _ = train.PROGRAMS.get(train.forward, spec, params, batch_stats, x, hp)
+        out = np.asarray(forward(params, batch_stats, x, hp), np.float64)
+    except Exception as e:
+        raise EnsembleError(
+            f"{trial.name}: {rundir.BEST_PARAMS} does not fit its config: {str(e).splitlines()[0]}"
+        ) from e
     head = spec.model.head
     if head == "log_linear":
         pred = out[..., 0] if out.ndim == 2 else out
@@ -289,6 +318,7 @@ def member_predictions(trial: Trial, split: str = "test"):
 def combine(preds: list, head: str):
     """The ensemble's prediction: the mean of the members' (probabilities or predictions)."""
     import numpy as np
+
     return np.mean(np.stack(preds), axis=0)
 
 
@@ -296,6 +326,7 @@ def score(pred, y, head: str) -> tuple[float, float]:
     """(accuracy or RMSE, loss) of averaged predictions: cross-entropy of the probabilities
     (clipped at 1e-12) for classification, MSE for regression (log space for log_linear)."""
     import numpy as np
+
     if head == "softmax":
         p = np.clip(pred[np.arange(len(y)), y], 1e-12, 1.0)
         return float(np.mean(np.argmax(pred, axis=-1) == y)), float(-np.mean(np.log(p)))
@@ -319,8 +350,9 @@ def ensemble(paths, top: int = 5, metric: str | None = None, split: str = "test"
     trials, skipped = find_trials(paths)
     if not trials:
         why = ", ".join(f"{n} {r}" for r, n in skipped.items())
-        raise EnsembleError(f"{', '.join(map(str, paths))}: no completed trial with saved "
-                            f"weights ({why})")
+        raise EnsembleError(
+            f"{', '.join(map(str, paths))}: no completed trial with saved weights ({why})"
+        )
     ranked, key, mode = rank(trials, metric)
     members_t = ranked[:top]
     check_same_split(members_t)
@@ -329,31 +361,43 @@ def ensemble(paths, top: int = 5, metric: str | None = None, split: str = "test"
     for i, t in enumerate(members_t, 1):
         pred, y, head = member_predictions(t, split)
         if y0 is not None and (len(y) != len(y0) or not (y == y0).all()):
-            raise EnsembleError(f"{t.name}: its {split} examples differ from "
-                                f"{members_t[0].name}'s")
+            raise EnsembleError(f"{t.name}: its {split} examples differ from {members_t[0].name}'s")
         y0 = y
         heads.add(head)
         if len(heads) > 1:
-            raise EnsembleError(f"{t.name}: head {head} differs from the others' "
-                                f"({', '.join(sorted(heads - {head}))}); members must predict "
-                                f"the same kind of output")
+            raise EnsembleError(
+                f"{t.name}: head {head} differs from the others' "
+                f"({', '.join(sorted(heads - {head}))}); members must predict "
+                f"the same kind of output"
+            )
         if preds and pred.shape != preds[0].shape:
-            raise EnsembleError(f"{t.name}: predictions of shape {pred.shape}, the others "
-                                f"{preds[0].shape}")
+            raise EnsembleError(
+                f"{t.name}: predictions of shape {pred.shape}, the others {preds[0].shape}"
+            )
         preds.append(pred)
         m, loss = score(pred, y, head)
         members.append(Member(t, i, t.score, m, loss))
     head = heads.pop()
     ens = combine(preds, head)
     m, loss = score(ens, y0, head)
-    return Report(split=split, rank_key=key, mode=mode,
-                  metric_name="acc" if head in ("softmax", "sigmoid") else "rmse", head=head,
-                  members=members, ensemble_metric=m, ensemble_loss=loss,
-                  n_examples=len(y0), skipped=skipped, n_trials=len(trials))
+    return Report(
+        split=split,
+        rank_key=key,
+        mode=mode,
+        metric_name="acc" if head in ("softmax", "sigmoid") else "rmse",
+        head=head,
+        members=members,
+        ensemble_metric=m,
+        ensemble_loss=loss,
+        n_examples=len(y0),
+        skipped=skipped,
+        n_trials=len(trials),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
+
 
 def render(report: Report, console=None) -> None:
     from rich import box
@@ -362,9 +406,12 @@ def render(report: Report, console=None) -> None:
 
     console = console or Console()
     m, s = report.metric_name, report.split
-    t = Table(title=f"ensemble of the top {len(report.members)} of {report.n_trials} trials "
-                    f"by {report.rank_key} ({report.mode})", title_justify="left",
-              box=box.SIMPLE_HEAD)
+    t = Table(
+        title=f"ensemble of the top {len(report.members)} of {report.n_trials} trials "
+        f"by {report.rank_key} ({report.mode})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
     common = set.intersection(*(set(mb.trial.overrides) for mb in report.members))
     t.add_column("rank", justify="right")
     t.add_column("trial")
@@ -374,47 +421,92 @@ def render(report: Report, console=None) -> None:
     t.add_column(f"{s} loss", justify="right")
     for mb in report.members:
         own = " ".join(o for o in mb.trial.overrides if o not in common)
-        t.add_row(str(mb.rank), mb.trial.name, own, f"{mb.score:.4f}", f"{mb.metric:.4f}",
-                  f"{mb.loss:.4f}")
+        t.add_row(
+            str(mb.rank),
+            mb.trial.name,
+            own,
+            f"{mb.score:.4f}",
+            f"{mb.metric:.4f}",
+            f"{mb.loss:.4f}",
+        )
     t.add_section()
-    t.add_row("", f"[bold]ensemble ({len(report.members)})[/]", "", "",
-              f"[bold]{report.ensemble_metric:.4f}[/]", f"[bold]{report.ensemble_loss:.4f}[/]")
+    t.add_row(
+        "",
+        f"[bold]ensemble ({len(report.members)})[/]",
+        "",
+        "",
+        f"[bold]{report.ensemble_metric:.4f}[/]",
+        f"[bold]{report.ensemble_loss:.4f}[/]",
+    )
     console.print(t)
     best = report.best_single
     d = report.improvement
-    delta = (f"{100 * d:+.2f} points" if m == "acc" else
-             f"{d:.4f} lower" if d >= 0 else f"{-d:.4f} higher")
-    console.print(f"ensemble {s} {m} {report.ensemble_metric:.4f} vs the best single trial "
-                  f"({best.trial.name}) {best.metric:.4f}: {delta}, on {report.n_examples} "
-                  f"{s} examples", highlight=False)
+    delta = (
+        f"{100 * d:+.2f} points"
+        if m == "acc"
+        else f"{d:.4f} lower"
+        if d >= 0
+        else f"{-d:.4f} higher"
+    )
+    console.print(
+        f"ensemble {s} {m} {report.ensemble_metric:.4f} vs the best single trial "
+        f"({best.trial.name}) {best.metric:.4f}: {delta}, on {report.n_examples} "
+        f"{s} examples",
+        highlight=False,
+    )
     if report.skipped:
-        console.print("skipped: " + ", ".join(f"{n} ({r})" for r, n in report.skipped.items()),
-                      style="dim", highlight=False)
+        console.print(
+            "skipped: " + ", ".join(f"{n} ({r})" for r, n in report.skipped.items()),
+            style="dim",
+            highlight=False,
+        )
 
 
 def _parser():
-    p = OneLineParser(prog="runner ensemble", formatter_class=argparse.RawDescriptionHelpFormatter,
-                description=textwrap.fill(
-                    "Average the predicted probabilities of a sweep's top-k trials (their saved "
-                    "best weights) on the test split; report the ensemble's accuracy beside the "
-                    "best single trial's and each member's, and write ensemble.json in the "
-                    "sweep folder.", 78),
-                epilog="examples:\n"
-                       "  runner -m activation=relu,elu,tanh seed=0,1 hydra.sweep.dir=sw\n"
-                       "  runner ensemble sw --top 3\n"
-                       "  runner ensemble sw --top 5 --metric val_loss --split val\n"
-                       "Exit codes: 0 ok, 2 bad input or nothing to ensemble.")
-    p.add_argument("paths", nargs="+", metavar="SWEEP_DIR",
-                   help="sweep folders (or run folders, or folders above them)")
-    p.add_argument("--top", "-k", type=int, default=5, metavar="K",
-                   help="members: the K best trials (default 5)")
-    p.add_argument("--metric", metavar="KEY[:max|min]",
-                   help="rank by this metrics.json key (default: the trials' monitor, e.g. "
-                        "best_val_acc; short names val_acc, val_loss, val_rmse)")
-    p.add_argument("--split", choices=SPLITS, default="test",
-                   help="the examples to evaluate on (default test)")
-    p.add_argument("--out", metavar="FILE",
-                   help="where to write the report (default SWEEP_DIR/ensemble.json; '-' none)")
+    p = OneLineParser(
+        prog="runner ensemble",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Average the predicted probabilities of a sweep's top-k trials (their saved "
+            "best weights) on the test split; report the ensemble's accuracy beside the "
+            "best single trial's and each member's, and write ensemble.json in the "
+            "sweep folder.",
+            78,
+        ),
+        epilog="examples:\n"
+        "  runner -m activation=relu,elu,tanh seed=0,1 hydra.sweep.dir=sw\n"
+        "  runner ensemble sw --top 3\n"
+        "  runner ensemble sw --top 5 --metric val_loss --split val\n"
+        "Exit codes: 0 ok, 2 bad input or nothing to ensemble.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="SWEEP_DIR",
+        help="sweep folders (or run folders, or folders above them)",
+    )
+    p.add_argument(
+        "--top",
+        "-k",
+        type=int,
+        default=5,
+        metavar="K",
+        help="members: the K best trials (default 5)",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="KEY[:max|min]",
+        help="rank by this metrics.json key (default: the trials' monitor, e.g. "
+        "best_val_acc; short names val_acc, val_loss, val_rmse)",
+    )
+    p.add_argument(
+        "--split", choices=SPLITS, default="test", help="the examples to evaluate on (default test)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write the report (default SWEEP_DIR/ensemble.json; '-' none)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead")
     return p
 
@@ -425,6 +517,7 @@ def _main(argv: list[str]) -> int:
     data = report.as_dict()
     if args.out != "-":
         from runner.rundir import write_json
+
         out = Path(args.out) if args.out else Path(args.paths[0]) / "ensemble.json"
         if not args.out and not Path(args.paths[0]).is_dir():
             out = Path(args.paths[0]).parent / "ensemble.json"
@@ -443,6 +536,7 @@ def _main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from runner.shell import subcommand
+
     return subcommand("ensemble", argv, _main, expected=(EnsembleError, rundir.RunDirError))
 
 

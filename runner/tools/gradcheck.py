@@ -32,14 +32,16 @@ centered finite differences, in float64, on a few training examples:
   5e-3). Exit code 0 on
   PASS, 1 on FAIL, 2 on bad input (one line ``runner: error: ...`` on stderr).
 
-One row per layer (the top-level parameter name: layer0, layer1, ..., skip1, head): the entries
-checked, the max relative error, the worst entry (analytic vs numeric) and kinks skipped.
+One row per layer (the top-level parameter name, in diagnostics.csv's order,
+runner.core.layerstats.network_order: layer0, layer1, skip1, ..., head): the entries checked, the
+max relative error, the worst entry (analytic vs numeric) and kinks skipped.
 
 ``--run RUN_DIR`` checks a finished run's best weights (best_params.npz) with its own config.
 ``check(cfg, ..., grad_fn=...)`` is the Python entry point; ``grad_fn`` replaces ``jax.grad``
 (a function of the loss returning a function of the params), so a test can inject a wrong
 gradient and watch the check fail.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,8 +68,8 @@ class GradcheckError(Exception):
 
 @dataclass
 class Entry:
-    param: str        # "layer0/dense/kernel"
-    index: tuple      # position in the array
+    param: str  # "layer0/dense/kernel"
+    index: tuple  # position in the array
     analytic: float
     numeric: float
     rel_error: float
@@ -107,7 +109,7 @@ class Report:
     layers: list
     threshold: float
     step: float
-    floor: float        # denominator floor: ROUNDOFF_MARGIN x round-off / THRESHOLD
+    floor: float  # denominator floor: ROUNDOFF_MARGIN x round-off / THRESHOLD
     examples: int
     loss: float
     n_params: int
@@ -128,12 +130,21 @@ class Report:
 
     def as_dict(self) -> dict:
         return {
-            "passed": self.passed, "threshold": self.threshold, "step": self.step,
-            "floor": self.floor, "examples": self.examples, "loss": self.loss,
+            "passed": self.passed,
+            "threshold": self.threshold,
+            "step": self.step,
+            "floor": self.floor,
+            "examples": self.examples,
+            "loss": self.loss,
             "max_rel_error": self.max_rel_error,
-            "layers": {lr.name: {"checked": len(lr.checked), "kinks": lr.kinks,
-                                 "max_rel_error": lr.max_rel_error}
-                       for lr in self.layers},
+            "layers": {
+                lr.name: {
+                    "checked": len(lr.checked),
+                    "kinks": lr.kinks,
+                    "max_rel_error": lr.max_rel_error,
+                }
+                for lr in self.layers
+            },
         }
 
 
@@ -149,19 +160,19 @@ def _path_name(path) -> str:
     return "/".join(parts)
 
 
-def _layer_order(name: str):
-    import re
-    m = re.match(r"([a-z]+)(\d*)$", name)
-    if not m:
-        return (2, 0, name)
-    base, num = m.group(1), int(m.group(2) or 0)
-    # layers and skips interleave by index; the head comes last
-    return (1 if base == "head" else 0, num, base)
-
-
-def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, step: float = STEP,
-          threshold: float = THRESHOLD, seed: int = 0, grad_fn=None, params=None,
-          batch_stats=None) -> Report:
+def check(
+    cfg,
+    ds=None,
+    *,
+    examples: int = EXAMPLES,
+    entries: int = ENTRIES,
+    step: float = STEP,
+    threshold: float = THRESHOLD,
+    seed: int = 0,
+    grad_fn=None,
+    params=None,
+    batch_stats=None,
+) -> Report:
     """Gradient check of cfg's model (a validated runner.config.Config) on ``examples`` training
     examples of ``ds`` (default: load_dataset(cfg.data)). ``grad_fn(loss) -> (params -> grads)``
     replaces jax.grad (to test the check itself). ``params``/``batch_stats``: weights to check
@@ -171,13 +182,17 @@ def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, ste
     import numpy as np
     from jax.flatten_util import ravel_pytree
 
-    from runner.core import losses, optim
-    from runner.data import load_dataset
+    from runner.core import losses, optim, train
+    from runner.core.layerstats import network_order
     from runner.core.nn import build_model
     from runner.core.spec import make_hparams, make_spec
+    from runner.data import load_dataset
 
     if ds is None:
-        ds = load_dataset(cfg.data)
+        from runner.datasets import cache_in
+
+        with cache_in(cfg.paths):
+            ds = load_dataset(cfg.data)
     n = min(int(examples), len(ds.x_train))
     if n < 1:
         raise GradcheckError("--examples: need at least 1 example")
@@ -190,29 +205,25 @@ def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, ste
         x = jnp.asarray(ds.x_train[:n], f64)
         y = ds.y_train[:n]
         y = jnp.asarray(y, jnp.int32 if y.dtype.kind in "iu" else f64)
-        key = jax.random.PRNGKey(cfg.seed)
-        k_params, k_drop, k_rrelu, k_fixed = jax.random.split(key, 4)
+        # A run's own key split (the training state's initial weights); its run key fixes the
+        # rrelu and dropout draws.
+        keys = train.init_keys(jax.random.PRNGKey(cfg.seed))
         if params is None:
-            variables = model.init({"params": k_params, "dropout": k_drop, "rrelu": k_rrelu},
-                                   x[:1].astype(jnp.float32), train=False)
-            params = variables["params"]
-            batch_stats = variables.get("batch_stats", {})
-        to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, f64), t)  # noqa: E731
+            params, batch_stats = train.init_variables(mspec, hp, keys, x[:1].astype(jnp.float32))
+        to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, f64), t)
         params, batch_stats = to64(params), to64(batch_stats or {})
         mask = optim.decay_mask(params, spec.optim.penalize_bias_and_norm)
         head = mspec.head
-        rngs = {"rrelu": k_fixed, "dropout": k_fixed}
+        rngs = {"rrelu": keys.run, "dropout": keys.run}
 
         def loss(p):
             variables = {"params": p}
             if mspec.batchnorm:
                 variables["batch_stats"] = batch_stats
-                out, _ = model.apply(variables, x, train=True, rngs=rngs,
-                                     mutable=["batch_stats"])
+                out, _ = model.apply(variables, x, train=True, rngs=rngs, mutable=["batch_stats"])
             else:
                 out = model.apply(variables, x, train=True, rngs=rngs)
-            return (jnp.mean(losses.per_example_loss(head, out, y))
-                    + optim.penalty(p, mask, hp))
+            return jnp.mean(losses.per_example_loss(head, out, y)) + optim.penalty(p, mask, hp)
 
         w0, unravel = ravel_pytree(params)
         gtree = (grad_fn or jax.grad)(loss)
@@ -230,8 +241,11 @@ def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, ste
         offset = 0
         for path, leaf in leaves:
             size = int(np.size(leaf))
-            pick = (np.arange(size) if size <= entries
-                    else np.sort(rng.choice(size, entries, replace=False)))
+            pick = (
+                np.arange(size)
+                if size <= entries
+                else np.sort(rng.choice(size, entries, replace=False))
+            )
             name = _path_name(path)
             for j in pick:
                 names.append(name)
@@ -264,16 +278,31 @@ def check(cfg, ds=None, *, examples: int = EXAMPLES, entries: int = ENTRIES, ste
     layers: dict[str, LayerReport] = {}
     for k, name in enumerate(names):
         top = name.split("/")[0]
-        layers.setdefault(top, LayerReport(top)).entries.append(Entry(
-            param=name, index=tuple(int(i) for i in where[k]), analytic=float(ana[k]),
-            numeric=float(num[k]), rel_error=float(rel[k]), kink=bool(kink[k])))
-    ordered = [layers[k] for k in sorted(layers, key=_layer_order)]
-    return Report(layers=ordered, threshold=threshold, step=step, floor=floor, examples=n,
-                  loss=float(l0), n_params=int(w0.size))
+        layers.setdefault(top, LayerReport(top)).entries.append(
+            Entry(
+                param=name,
+                index=tuple(int(i) for i in where[k]),
+                analytic=float(ana[k]),
+                numeric=float(num[k]),
+                rel_error=float(rel[k]),
+                kink=bool(kink[k]),
+            )
+        )
+    ordered = [layers[k] for k in network_order(layers)]
+    return Report(
+        layers=ordered,
+        threshold=threshold,
+        step=step,
+        floor=floor,
+        examples=n,
+        loss=float(l0),
+        n_params=int(w0.size),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # command line
+
 
 def _fmt(v) -> str:
     if v is None:
@@ -293,8 +322,12 @@ def render(report: Report, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
-    t = Table(title=f"gradient check: {report.setup}" if report.setup else "gradient check",
-              title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    t = Table(
+        title=f"gradient check: {report.setup}" if report.setup else "gradient check",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
     t.add_column("layer", no_wrap=True)
     t.add_column("n", justify="right", no_wrap=True)
     t.add_column("rel.err", justify="right", no_wrap=True)
@@ -306,11 +339,15 @@ def render(report: Report, console=None) -> None:
         w = lr.worst
         ok = lr.passed(report.threshold)
         err = _fmt(lr.max_rel_error)
-        t.add_row(lr.name, str(len(lr.checked)),
-                  f"[green]{err}[/]" if ok else f"[bold red]{err}[/]",
-                  _entry_name(w) if w else "-",
-                  f"{w.analytic:.4g}" if w else "-", f"{w.numeric:.4g}" if w else "-",
-                  str(lr.kinks) if lr.kinks else "")
+        t.add_row(
+            lr.name,
+            str(len(lr.checked)),
+            f"[green]{err}[/]" if ok else f"[bold red]{err}[/]",
+            _entry_name(w) if w else "-",
+            f"{w.analytic:.4g}" if w else "-",
+            f"{w.numeric:.4g}" if w else "-",
+            str(lr.kinks) if lr.kinks else "",
+        )
     console.print(t)
     kinks = sum(lr.kinks for lr in report.layers)
     verdict = "[bold green]PASS[/]" if report.passed else "[bold red]FAIL[/]"
@@ -319,71 +356,105 @@ def render(report: Report, console=None) -> None:
     console.print(
         f"{verdict}: max relative error {_fmt(report.max_rel_error)} {sym} threshold "
         f"{report.threshold:g}" + (f" in {', '.join(failed)}" if failed else ""),
-        highlight=False)
+        highlight=False,
+    )
     console.print(
         f"float64, centered differences with h={report.step:g} on {report.examples} training "
         f"examples, {len(report.entries)} of {report.n_params} parameters; "
         f"r = |a-n| / max(|a|+|n|, {report.floor:.2g}) (the floor: {ROUNDOFF_MARGIN:g} x the "
         f"round-off eps*max(|L|,1)/h, / 1e-6; loss L={report.loss:.6g})"
         + (f"; {kinks} entries whose difference crossed a kink were left out" if kinks else ""),
-        highlight=False, style="dim")
+        highlight=False,
+        style="dim",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     p = OneLineParser(
-        prog="runner gradcheck", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="runner gradcheck",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=textwrap.fill(
             "Compare the configured model's analytic gradient with centered finite differences "
             "in float64 on a few examples; one row per layer with the max relative error "
             "r = |a-n| / max(|a|+|n|, floor), the floor 16x the round-off of the difference "
-            "quotient / 1e-6. Exit 0 PASS, 1 FAIL, 2 bad input.", 78),
+            "quotient / 1e-6. Exit 0 PASS, 1 FAIL, 2 bad input.",
+            78,
+        ),
         epilog="examples:\n"
-               "  runner gradcheck activation=tanh model.depth=4\n"
-               "  runner gradcheck model=cnn activation=tanh regularization.batchnorm=true\n"
-               "  runner gradcheck regularization.l2=1e-3 --examples 16 --entries 20\n"
-               "  runner gradcheck --run outputs/DATE/TIME   # a trained run's best weights\n"
-               + textwrap.fill(
-                   "ReLU-family kinks: an entry whose finite difference crosses a kink (the "
-                   "analytic derivative jumps within +-h) is reported in the kinks column and "
-                   "left out of the verdict.", 78))
-    p.add_argument("overrides", nargs="*", metavar="OVERRIDE",
-                   help="Hydra overrides, as for runner (group=option, key=value)")
-    p.add_argument("--examples", type=int, default=EXAMPLES, metavar="N",
-                   help=f"training examples in the loss (default {EXAMPLES})")
-    p.add_argument("--entries", type=int, default=ENTRIES, metavar="K",
-                   help=f"entries checked per parameter array (default {ENTRIES}; all of a "
-                        f"smaller array)")
-    p.add_argument("--step", type=float, default=STEP, metavar="H",
-                   help=f"finite-difference step h (default {STEP:g})")
-    p.add_argument("--threshold", type=float, default=THRESHOLD, metavar="T",
-                   help=f"PASS when every max relative error is < T (default {THRESHOLD:g})")
-    p.add_argument("--seed", type=int, default=0, metavar="S",
-                   help="seed of the choice of entries (the model's own seed is seed=...)")
-    p.add_argument("--run", metavar="RUN_DIR",
-                   help="check a finished run's best weights (best_params.npz) with its own "
-                        "config (.hydra/config.yaml) instead of a fresh initialization")
+        "  runner gradcheck activation=tanh model.depth=4\n"
+        "  runner gradcheck model=cnn activation=tanh regularization.batchnorm=true\n"
+        "  runner gradcheck regularization.l2=1e-3 --examples 16 --entries 20\n"
+        "  runner gradcheck --run outputs/DATE/TIME   # a trained run's best weights\n"
+        + textwrap.fill(
+            "ReLU-family kinks: an entry whose finite difference crosses a kink (the "
+            "analytic derivative jumps within +-h) is reported in the kinks column and "
+            "left out of the verdict.",
+            78,
+        ),
+    )
+    p.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="OVERRIDE",
+        help="Hydra overrides, as for runner (group=option, key=value)",
+    )
+    p.add_argument(
+        "--examples",
+        type=int,
+        default=EXAMPLES,
+        metavar="N",
+        help=f"training examples in the loss (default {EXAMPLES})",
+    )
+    p.add_argument(
+        "--entries",
+        type=int,
+        default=ENTRIES,
+        metavar="K",
+        help=f"entries checked per parameter array (default {ENTRIES}; all of a smaller array)",
+    )
+    p.add_argument(
+        "--step",
+        type=float,
+        default=STEP,
+        metavar="H",
+        help=f"finite-difference step h (default {STEP:g})",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=THRESHOLD,
+        metavar="T",
+        help=f"PASS when every max relative error is < T (default {THRESHOLD:g})",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="seed of the choice of entries (the model's own seed is seed=...)",
+    )
+    p.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="check a finished run's best weights (best_params.npz) with its own "
+        "config (.hydra/config.yaml) instead of a fresh initialization",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON instead")
     return p
 
 
 def compose(overrides: list[str]):
     """The composed config (a DictConfig) for Hydra overrides, as the runner command sees it."""
-    from hydra import compose as hcompose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+    from runner.help import compose as compose_conf
 
-    from runner.help import conf_dir, register_resolver
-    register_resolver(conf_dir())
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hcompose("config", overrides=list(overrides))
+    return compose_conf(overrides)
 
 
 def _load_run(path: str):
     """(Config, params, batch_stats) of a run directory (read through runner.rundir)."""
     from runner import rundir
     from runner.config import ConfigError, validate
+
     run = Path(path)
     got = rundir.read_config(run, flat=False)
     if got.missing:
@@ -391,8 +462,9 @@ def _load_run(path: str):
     if got.error:
         raise GradcheckError(f"--run {path}: {got.error}")
     if not rundir.has_best(run):
-        raise GradcheckError(f"--run {path}: has no {rundir.BEST_PARAMS} (unfinished, or no "
-                             f"finite epoch)")
+        raise GradcheckError(
+            f"--run {path}: has no {rundir.BEST_PARAMS} (unfinished, or no finite epoch)"
+        )
     try:
         cfg = validate(got.data)
     except ConfigError as e:
@@ -406,10 +478,13 @@ def _load_run(path: str):
 
 def _run(args) -> int:
     import json
-    for name, value, ok in (("--examples", args.examples, args.examples >= 1),
-                            ("--entries", args.entries, args.entries >= 1),
-                            ("--step", args.step, args.step > 0 and math.isfinite(args.step)),
-                            ("--threshold", args.threshold, args.threshold > 0)):
+
+    for name, value, ok in (
+        ("--examples", args.examples, args.examples >= 1),
+        ("--entries", args.entries, args.entries >= 1),
+        ("--step", args.step, args.step > 0 and math.isfinite(args.step)),
+        ("--threshold", args.threshold, args.threshold > 0),
+    ):
         if not ok:
             raise GradcheckError(f"{name}={value}: must be > 0")
     bad = [o for o in args.overrides if "=" not in o and not o.startswith("~")]
@@ -423,16 +498,26 @@ def _run(args) -> int:
         setup = f"run {args.run} (best weights)"
     else:
         from runner.config import validate
+
         cfg = validate(compose(args.overrides))
         setup = " ".join(args.overrides) or "defaults"
     try:
-        report = check(cfg, examples=args.examples, entries=args.entries, step=args.step,
-                       threshold=args.threshold, seed=args.seed, params=params,
-                       batch_stats=batch_stats)
+        report = check(
+            cfg,
+            examples=args.examples,
+            entries=args.entries,
+            step=args.step,
+            threshold=args.threshold,
+            seed=args.seed,
+            params=params,
+            batch_stats=batch_stats,
+        )
     except Exception as e:
         if args.run and type(e).__module__.startswith("flax"):
-            raise GradcheckError(f"--run {args.run}: best_params.npz does not fit the run's "
-                                 f"model: {str(e).splitlines()[0]}") from e
+            raise GradcheckError(
+                f"--run {args.run}: best_params.npz does not fit the run's "
+                f"model: {str(e).splitlines()[0]}"
+            ) from e
         raise
     report.setup = setup
     if args.json:
@@ -444,8 +529,13 @@ def _run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from runner.shell import subcommand
-    return subcommand("gradcheck", argv, lambda a: _run(_parser().parse_intermixed_args(a)),
-                      expected=(GradcheckError,))
+
+    return subcommand(
+        "gradcheck",
+        argv,
+        lambda a: _run(_parser().parse_intermixed_args(a)),
+        expected=(GradcheckError,),
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,5 @@
+import sys
+
+from runner.compare.main import main
+
+sys.exit(main())

@@ -1,0 +1,276 @@
+"""One run's epoch-by-epoch bookkeeping on the host: its curve rows, divergence, the best epoch
+and early stopping (Tracker), the warnings it raises (Warnings) and what it ends with (Result).
+
+runner.app.fit keeps one Tracker; a vectorised group (runner.vectorized) keeps one per member,
+so every member decides exactly as it would alone. Nothing here compiles or touches a device
+array: the callers hand in host numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from runner import diagnostics, rundir
+from runner.config import Config, ConfigError
+from runner.core import losses
+from runner.core.spec import Spec
+
+if TYPE_CHECKING:
+    from runner.core.state import TrainState
+    from runner.data import Dataset
+
+
+@dataclass
+class Result:
+    status: str  # completed | diverged | failed | interrupted
+    metrics: dict
+    history: list = field(default_factory=list)
+    best_state: TrainState | None = None  # the state at the best epoch (None: none was finite)
+    diagnostics: list = field(default_factory=list)  # rows of diagnostics.csv
+
+    @property
+    def objective(self) -> float:
+        """The monitored validation metric at the best epoch (what sweepers optimise)."""
+        v = self.metrics.get("best_" + self.metrics["monitor"])
+        return float("nan") if v is None else float(v)
+
+
+def metric_name(spec: Spec) -> str:
+    """The run's metric: "acc" for classification heads, "rmse" for regression heads."""
+    return losses.metric_name(spec.model.head)
+
+
+def resolve_monitor(cfg: Config, spec: Spec, ds: Dataset) -> tuple[str, str]:
+    metric = metric_name(spec)
+    monitor = cfg.trainer.monitor
+    if monitor == "auto":
+        monitor = "val_acc" if metric == "acc" else "val_loss"
+    elif monitor not in ("val_loss", f"val_{metric}"):
+        raise ConfigError(
+            f"trainer.monitor={monitor}: data={ds.name} with head "
+            f"{spec.model.head} reports val_loss and val_{metric}"
+        )
+    mode = cfg.trainer.mode
+    if mode == "auto":
+        mode = rundir.better(monitor)  # val_acc: max; val_loss, val_rmse: min
+    if len(ds.x_val) == 0 and (cfg.regularization.early_stopping or cfg.trainer.monitor != "auto"):
+        raise ConfigError(
+            "data.val_fraction=0: early stopping and trainer.monitor need a "
+            "validation split; set data.val_fraction > 0"
+        )
+    return monitor, mode
+
+
+def _improved(value, best, mode, min_delta) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def expected_initial_loss(spec: Spec) -> float | None:
+    """What an untrained classifier should score: ln C for softmax over C classes (uniform
+    predictions), ln 2 for a sigmoid; None for regression."""
+    if spec.model.head == "softmax":
+        return math.log(spec.model.n_out)
+    if spec.model.head == "sigmoid":
+        return math.log(2)
+    return None
+
+
+class Tracker:
+    """One run's epoch-by-epoch bookkeeping: its curve rows, divergence, the best epoch and
+    early stopping (see the module docstring)."""
+
+    def __init__(self, cfg: Config, spec: Spec, ds: Dataset, initial: dict, names, warn):
+        self.cfg, self.spec = cfg, spec
+        self.monitor, self.mode = resolve_monitor(cfg, spec, ds)
+        self.metric = metric_name(spec)
+        self.has_val = len(ds.x_val) > 0
+        self.initial = initial
+        self.names = names
+        self.warn = warn
+        self.watcher = diagnostics.Watcher(warn)
+        self.diag_rows: list[dict] = []
+        self.history: list[dict] = []
+        self.status, self.reason = "completed", None
+        self.best, self.best_epoch, self.since_best = None, 0, 0
+        self.stopped_early = False
+        self.abort_at = cfg.trainer.abort_factor * initial["train_loss"]
+
+    def update(self, ep: int, m: dict, elapsed: float) -> tuple[dict, bool, bool]:
+        """Take epoch `ep`'s host metrics; return (curve row, improved, done)."""
+        cfg, metric = self.cfg, self.metric
+        if "diag" in m:
+            new_rows = diagnostics.rows(ep, self.names, m.pop("diag"))
+            self.diag_rows.extend(new_rows)
+            self.watcher.epoch(ep, new_rows)
+        row = {
+            "epoch": ep,
+            "step": ep * self.spec.steps_per_epoch,
+            "lr": m["lr"],
+            "train_loss": m["train_loss"],
+            f"train_{metric}": m["train_metric"],
+            "val_loss": m["val_loss"],
+            f"val_{metric}": m["val_metric"],
+            "grad_norm": m["grad_norm"],
+            "time": elapsed,
+        }
+        self.history.append(row)
+        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
+            self.status, self.reason = "diverged", "non-finite loss"
+        elif cfg.trainer.abort_factor > 0 and m["train_loss"] > self.abort_at:
+            self.status = "diverged"
+            self.reason = (
+                f"training loss {m['train_loss']:.4g} > {cfg.trainer.abort_factor:g} x "
+                f"initial {self.initial['train_loss']:.4g}"
+            )
+        if self.status == "diverged":
+            return row, False, True
+        reg = cfg.regularization
+        # Without a validation split the best epoch is the one with the lowest training loss.
+        value, vmode = (
+            (row[self.monitor], self.mode) if self.has_val else (row["train_loss"], "min")
+        )
+        improved = _improved(value, self.best, vmode, reg.min_delta)
+        if improved:
+            self.best, self.best_epoch, self.since_best = value, ep, 0
+        else:
+            self.since_best += 1
+        if reg.early_stopping and self.since_best > reg.patience:
+            self.stopped_early = True
+            return row, improved, True
+        return row, improved, ep >= cfg.trainer.epochs
+
+    def interrupt(self, signal_name: str | None) -> None:
+        """The run was stopped by a signal (Ctrl-C, SIGTERM) before it was done."""
+        self.status, self.reason = "interrupted", signal_name or "SIGINT"
+
+    def bookkeeping(self) -> dict:
+        """Everything the tracker decides from, as JSON: a checkpoint stores it and `restore`
+        takes it back, so a resumed run decides exactly as the uninterrupted one."""
+        return {
+            "history": self.history,
+            "diag_rows": self.diag_rows,
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "since_best": self.since_best,
+            "initial": self.initial,
+            "warnings": list(self.warn),
+            "watcher": {"seen": sorted(self.watcher.seen), "previous": self.watcher.previous},
+        }
+
+    def load(self, b: dict) -> None:
+        self.history, self.diag_rows = list(b["history"]), list(b["diag_rows"])
+        self.best, self.best_epoch, self.since_best = b["best"], b["best_epoch"], b["since_best"]
+        self.warn[:] = b["warnings"]  # already shown when they were raised
+        self.watcher.seen = set(b["watcher"]["seen"])
+        self.watcher.previous = dict(b["watcher"]["previous"])
+
+    @property
+    def restore(self) -> bool:
+        """Evaluate the best epoch's weights (early stopping's restore_best, or divergence)."""
+        reg = self.cfg.regularization
+        return reg.early_stopping and reg.restore_best or self.status == "diverged"
+
+    def result(
+        self,
+        ds: Dataset,
+        ev: dict,
+        best_state: TrainState | None,
+        *,
+        n_params: int,
+        times: dict,
+        extra: dict | None = None,
+    ) -> Result:
+        """The run's Result once training is over; `ev` evaluates the final weights (empty when
+        no epoch was finite)."""
+        cfg, spec, metric = self.cfg, self.spec, self.metric
+        history = self.history
+        last = history[-1] if history else {}  # empty: interrupted before its first epoch
+        best_epoch = self.best_epoch
+        best_row = history[best_epoch - 1] if best_epoch else {}
+        metrics = {
+            "status": self.status,
+            "task": ds.task,
+            "metric": metric,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "epochs": cfg.trainer.epochs,
+            "epochs_run": len(history),
+            "iterations": len(history) * spec.steps_per_epoch,
+            "steps_per_epoch": spec.steps_per_epoch,
+            "batch_size": spec.batch_size,
+            "n_train": len(ds.x_train),
+            "n_val": len(ds.x_val),
+            "n_test": len(ds.x_test),
+            "best_epoch": best_epoch or None,
+            "stopped_early": self.stopped_early,
+            "diverged_epoch": len(history) if self.status == "diverged" else None,
+            "diverged_reason": self.reason if self.status == "diverged" else None,
+            "initial_train_loss": self.initial["train_loss"],
+            "initial_val_loss": self.initial["val_loss"],
+            f"best_val_{metric}": best_row.get(f"val_{metric}"),
+            "best_val_loss": best_row.get("val_loss"),
+            "best_train_loss": best_row.get("train_loss"),
+            f"best_train_{metric}": best_row.get(f"train_{metric}"),
+            "final_train_loss": last.get("train_loss"),
+            f"final_train_{metric}": last.get(f"train_{metric}"),
+            "final_val_loss": last.get("val_loss"),
+            f"final_val_{metric}": last.get(f"val_{metric}"),
+            "test_loss": ev.get("test_loss"),
+            f"test_{metric}": ev.get("test_metric"),
+            "eval_weights": ("best" if self.restore else "final") if best_epoch else None,
+            "initial_loss_expected": expected_initial_loss(spec),
+            "params": n_params,
+            **times,
+            **(extra or {}),
+        }
+        if self.status == "interrupted":
+            metrics["interrupted_by"] = self.reason
+        if cfg.trainer.overfit_batches and metric == "acc" and self.status != "interrupted":
+            reached = ev.get("train_metric", 0.0) >= 0.999
+            metrics["overfit_train_acc"] = ev.get("train_metric")
+            metrics["overfit_reached"] = reached
+            if not reached:
+                self.warn(
+                    f"overfit check failed: {cfg.trainer.overfit_batches} batches "
+                    f"({len(ds.x_train)} examples) reached "
+                    f"{ev.get('train_metric', 0):.3f} training accuracy, not 100%: the "
+                    f"model or the learning rate cannot fit even a tiny set"
+                )
+        metrics["train_metric_eval"] = ev.get("train_metric")
+        metrics["warnings"] = list(self.warn)
+        return Result(
+            status=self.status,
+            metrics=metrics,
+            history=history,
+            best_state=best_state if best_epoch else None,
+            diagnostics=self.diag_rows,
+        )
+
+
+def check_initial_loss(spec: Spec, initial: dict, warn) -> None:
+    """Warn when the untrained model's loss is far from expected_initial_loss."""
+    expected = expected_initial_loss(spec)
+    if expected is not None and not 0.5 * expected <= initial["train_loss"] <= 2 * expected:
+        warn(
+            f"initial loss {initial['train_loss']:.3g} is far from the expected "
+            f"{expected:.3g} (ln of the number of classes): check the initialization scale"
+        )
+
+
+class Warnings(list):
+    """The run's warnings, kept for metrics.json and passed on to a display as they come."""
+
+    def __init__(self, on_warn=None):
+        super().__init__()
+        self.on_warn = on_warn
+
+    def __call__(self, msg: str) -> None:
+        self.append(msg)
+        if self.on_warn:
+            self.on_warn(msg)
