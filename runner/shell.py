@@ -10,7 +10,7 @@ import argparse
 import re
 import sys
 
-from runner.help import conf_dir
+from runner.help import GROUP_ORDER, conf_dir
 
 EXIT_ERROR = 2
 
@@ -24,16 +24,9 @@ def _options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
-GROUPS = (
-    "data",
-    "model",
-    "activation",
-    "init",
-    "optimizer",
-    "schedule",
-    "regularization",
-    "trainer",
-)
+# The groups that are config nodes (their keys are set as group.key); experiment and debug are
+# presets of top-level keys, not nodes.
+GROUPS = tuple(g for g in GROUP_ORDER if g not in ("experiment", "debug"))
 
 
 def _chosen_option(group: str, argv: list[str]) -> str | None:

@@ -53,6 +53,7 @@ def bad(args, tmp_path, env=None):
             ["regularization.patience=-1", ">= 0"],
         ),
         (["trainer.epoch=5"], ["trainer.epoch", "not a setting of trainer=default", "epochs"]),
+        (["paths.output=x"], ["paths.output", "not a setting of paths=default", "outputs"]),
         (["activation.alpha=2"], ["activation.alpha", "activation=relu", "activation=elu"]),
         (["regularization.batchnorm=maybe"], ["regularization.batchnorm='maybe'", "true or false"]),
         (["trainer.plot=sometimes"], ["trainer.plot='sometimes'", "true, false or auto"]),

@@ -51,19 +51,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from runner.config import OPTIMIZERS
 from runner.core.spec import OptimSpec
 
-OPTIMIZER_NAMES = (
-    "sgd",
-    "momentum",
-    "nesterov",
-    "adagrad",
-    "adadelta",
-    "rmsprop",
-    "adam",
-    "nadam",
-    "adamw",
-)
+OPTIMIZER_NAMES = OPTIMIZERS  # config.py's list: the schema and the core name the same set
 
 
 def global_norm(tree):
