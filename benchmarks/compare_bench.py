@@ -58,7 +58,6 @@ CONFIG = {
         "early_stopping": False,
         "patience": 10,
         "min_delta": 0.0,
-        "restore_best": True,
     },
     "trainer": {
         "epochs": 20,

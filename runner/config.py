@@ -139,6 +139,12 @@ class ActivationConfig:
     k: int = knob(2, ge=2, doc="maxout: pieces per unit")
 
 
+# init=auto's head scale: logits ~0.1x their variance-preserving size start a default net within
+# a few per cent of ln C (digits' 2x128 relu MLP: 2.31 for ln 10 = 2.30, 3.36 at scale 1), and the
+# gradient into the hidden layers still flows (it is 0 through an all-zero head at the first step).
+HEAD_SCALE_AUTO = 0.1
+
+
 @dataclass(frozen=True)
 class InitConfig:
     name: str = knob("auto", choices=INITS)
@@ -147,6 +153,20 @@ class InitConfig:
     value: float = knob(0.0, doc="constant: the value")
     gain: float = knob(1.0, gt=0, doc="orthogonal: scale")
     bias: float = knob(0.0, doc="constant value for every bias")
+    head_scale: Optional[float] = knob(
+        None,
+        gt=0,
+        le=1,
+        doc="multiplies the head's initial weights (null: HEAD_SCALE_AUTO with init=auto, "
+        "so the logits start small and the initial loss near ln C; 1 with a named "
+        "initializer, which then sets every layer as named)",
+    )
+
+    def head_weight_scale(self) -> float:
+        """head_scale with its null resolved (see the knob's doc)."""
+        if self.head_scale is not None:
+            return self.head_scale
+        return HEAD_SCALE_AUTO if self.name == "auto" else 1.0
 
 
 @dataclass(frozen=True)
@@ -191,7 +211,9 @@ class ScheduleConfig:
 @dataclass(frozen=True)
 class RegularizationConfig:
     l2: float = knob(0.0, ge=0, doc="penalty l2/2 * sum(w^2) added to the loss")
-    l1: float = knob(0.0, ge=0, doc="penalty l1 * sum(|w|) added to the loss")
+    l1: float = knob(
+        0.0, ge=0, doc="penalty l1 * sum(|w|), by a proximal step: weights under lr*l1 become 0"
+    )
     weight_decay: float = knob(0.0, ge=0, doc="decoupled: w -= lr * weight_decay * w each step")
     penalize_bias_and_norm: bool = knob(False, doc="also penalize biases and batch-norm params")
     dropout: float = knob(0.0, ge=0, lt=1, doc="inverted dropout rate after each hidden layer")
@@ -205,9 +227,15 @@ class RegularizationConfig:
     clip_norm: Optional[float] = knob(None, gt=0, doc="clip gradients to this global norm")
     clip_value: Optional[float] = knob(None, gt=0, doc="clip each gradient entry to +-value")
     early_stopping: bool = knob(False)
-    patience: int = knob(10, ge=0, doc="epochs without improvement before stopping")
-    min_delta: float = knob(0.0, ge=0, doc="smallest change that counts as improvement")
-    restore_best: bool = knob(True, doc="evaluate the best epoch's weights at the end")
+    patience: int = knob(
+        10, ge=0, doc="stop after this many epochs in a row without improvement (0 acts as 1)"
+    )
+    min_delta: float = knob(
+        0.0,
+        ge=0,
+        doc="smallest gain in the monitored metric that counts as improvement (0: a tie "
+        "counts when the validation loss is lower)",
+    )
 
 
 @dataclass(frozen=True)
@@ -224,8 +252,8 @@ class TrainerConfig:
     abort_factor: float = knob(
         3.0,
         ge=0,
-        doc="stop as diverged when the epoch's training loss "
-        "exceeds this times the initial loss (0: off)",
+        doc="stop as diverged when the epoch's mean training loss, one step's training "
+        "loss or the validation loss exceeds this times its initial value (0: off)",
     )
     cv_folds: int = knob(0, ge=0, doc="k-fold cross-validation over train+val (0: off)")
     diagnostics: bool = knob(True, doc="per-layer norms, ratios, activation stats and warnings")
@@ -261,6 +289,39 @@ class PathsConfig:
 JAX_CACHE_OFF = ("", "0", "off", "none")
 
 
+# conf/logger/: where a run's results are also sent, besides its own folder (runner.export).
+# csv is what every run writes anyway (curves.csv, diagnostics.csv); none chooses nothing more.
+LOGGERS = ("none", "csv", "tensorboard", "mlflow")
+
+
+@dataclass(frozen=True)
+class TensorBoardLoggerConfig:
+    dir: str = knob("tensorboard", doc="tensorboard: the event files' folder, in the run folder")
+
+
+@dataclass(frozen=True)
+class MlflowLoggerConfig:
+    tracking_uri: Optional[str] = knob(
+        None, doc="mlflow: the tracking store (null: sqlite:///<paths.outputs>/mlflow.db)"
+    )
+    experiment: Optional[str] = knob(None, doc="mlflow: the experiment (null: the config's name)")
+
+
+@dataclass(frozen=True)
+class LoggerConfig:
+    """conf/logger/: logger=NAME or several, logger=[tensorboard,mlflow]; each chosen option
+    adds its own node (logger.tensorboard, logger.mlflow), None when not chosen."""
+
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
+    mlflow: Optional[MlflowLoggerConfig] = None
+    csv: bool = False
+
+    @property
+    def backends(self) -> tuple:
+        """The chosen loggers that send somewhere (csv is written by every run)."""
+        return tuple(b for b in ("tensorboard", "mlflow") if getattr(self, b) is not None)
+
+
 @dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -272,6 +333,7 @@ class Config:
     regularization: RegularizationConfig = field(default_factory=RegularizationConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = knob(0, ge=0)
     name: str = knob("run", doc="a label for this experiment")
 
@@ -402,9 +464,34 @@ def validate(node) -> Config:
     node = {k: v for k, v in node.items() if k != "hydra"}
     if isinstance(node.get("paths"), dict):
         node = {**node, "paths": _paths_node(node["paths"])}
-    cfg = _build(Config, node, "")
+    logger = _logger_config(node.pop("logger", None))
+    cfg = dataclasses.replace(_build(Config, node, ""), logger=logger)
     _cross_checks(cfg)
     return cfg
+
+
+def _logger_config(node) -> LoggerConfig:
+    """logger.*: one node per chosen logger (Hydra merges each option's YAML into logger)."""
+    if node is None:
+        return LoggerConfig()
+    if not isinstance(node, dict):
+        raise ConfigError(
+            f"logger={_fmt(node)}: expected options chosen with logger=NAME or "
+            f"logger=[tensorboard,mlflow]; choose from {', '.join(LOGGERS)}"
+        )
+    unknown = sorted(set(node) - set(LOGGERS[1:]))
+    if unknown:
+        raise ConfigError(
+            f"logger.{unknown[0]}: unknown logger; choose from {', '.join(LOGGERS)} "
+            f"(several: logger=[tensorboard,mlflow])"
+        )
+    kinds = {"tensorboard": TensorBoardLoggerConfig, "mlflow": MlflowLoggerConfig}
+    kwargs = {
+        name: _build(kinds[name], sub or {}, f"logger.{name}")
+        for name, sub in node.items()
+        if name in kinds and sub is not False
+    }
+    return LoggerConfig(**kwargs, csv="csv" in node)
 
 
 def _cross_checks(cfg: Config) -> None:

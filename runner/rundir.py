@@ -16,15 +16,17 @@ Files (names relative to the run folder):
     diagnostics.png        DIAGNOSTICS_PNG
     best_params.npz        BEST_PARAMS  the best epoch's weights (runner.checkpoint's format)
     checkpoint.npz         CHECKPOINT   the whole training state of an interrupted run
+    provenance.json        PROVENANCE   git commit and diff, versions, devices, host, command
+                                        (runner.provenance writes it before the final metrics)
 
 Writing: every file is written atomically (atomic_write: a temp file in the same folder, fsync,
 os.replace), so a reader never sees half a file; metrics.json with a final status comes last.
 A failed write raises OSError naming the target file (never the temp file).
 
-Reading: read_metrics, read_curves, read_diagnostics, read_config, read_overrides return a Read:
-the data, or `missing` (no such file), or `error`, one line naming the file and what is wrong
-("metrics.json: not UTF-8 (byte 0xff at 17)"). No damaged file makes them raise. load_best
-returns the best weights or raises RunDirError (one line naming the file).
+Reading: read_metrics, read_curves, read_diagnostics, read_config, read_overrides, read_provenance
+return a Read: the data, or `missing` (no such file), or `error`, one line naming the file and
+what is wrong ("metrics.json: not UTF-8 (byte 0xff at 17)"). No damaged file makes them raise.
+load_best returns the best weights or raises RunDirError (one line naming the file).
 
 Status (LIFECYCLE below is the one place that lists and explains them): status_of(metrics) gives
 a reader's view, which adds the derived statuses stale, unreadable and incomplete to those a run
@@ -62,15 +64,22 @@ DIAGNOSTICS = "diagnostics.csv"
 DIAGNOSTICS_PNG = "diagnostics.png"
 BEST_PARAMS = "best_params.npz"
 CHECKPOINT = "checkpoint.npz"
+PROVENANCE = "provenance.json"
 
+# lr is the rate of the epoch's first update (of every update in it when the schedule moves
+# once per epoch), lr_next the rate after the epoch (the next epoch's lr): time_based lr0 0.2,
+# k 1 gives epoch 1 lr 0.2, lr_next 0.1 (the notes' table: "epoch 1 -> 0.1", the rate after it).
+# max_step_loss: the largest loss of one update's batch (runner.core.train.max_step_loss).
 CURVE_FIELDS = (
     "epoch",
     "step",
     "lr",
+    "lr_next",
     "train_loss",
     "train_{m}",
     "val_loss",
     "val_{m}",
+    "max_step_loss",
     "grad_norm",
     "time",
 )
@@ -103,8 +112,9 @@ LIFECYCLE = {
     DIVERGED: (
         True,
         True,
-        "stopped at a NaN/inf loss or one over trainer.abort_factor x the "
-        "initial loss (diverged_reason says which); curves up to there",
+        "stopped at a NaN/inf loss, or a training (epoch mean or one step's) or "
+        "validation loss over trainer.abort_factor x its initial value "
+        "(diverged_reason says which); curves up to there",
     ),
     FAILED: (True, True, "an error stopped it (metrics.json's error says which)"),
     INTERRUPTED: (
@@ -305,9 +315,9 @@ def _text(run_dir, name: str) -> tuple[str | None, Read | None]:
         return None, Read(error=f"{name}: not UTF-8 (byte 0x{raw[e.start]:02x} at {e.start})")
 
 
-def read_metrics(run_dir) -> Read:
-    """metrics.json as a dict."""
-    text, bad = _text(run_dir, METRICS)
+def _json_object(run_dir, name: str) -> Read:
+    """A JSON file holding one object, as a dict."""
+    text, bad = _text(run_dir, name)
     if bad:
         return bad
     try:
@@ -322,11 +332,25 @@ def read_metrics(run_dir) -> Read:
                 + ("; truncated?)" if cut else ")")
             )
         )
-        return Read(error=f"{METRICS}: {what}")
+        return Read(error=f"{name}: {what}")
     except (ValueError, RecursionError) as e:
-        return Read(error=f"{METRICS}: not valid JSON ({_first_line(e)})")
+        return Read(error=f"{name}: not valid JSON ({_first_line(e)})")
     if not isinstance(m, dict):
-        return Read(error=f"{METRICS}: not a JSON object (a {type(m).__name__})")
+        return Read(error=f"{name}: not a JSON object (a {type(m).__name__})")
+    return Read(m)
+
+
+def read_provenance(run_dir) -> Read:
+    """provenance.json as a dict (runner.provenance's layout)."""
+    return _json_object(run_dir, PROVENANCE)
+
+
+def read_metrics(run_dir) -> Read:
+    """metrics.json as a dict."""
+    got = _json_object(run_dir, METRICS)
+    if not got.ok:
+        return got
+    m = got.data
     if m.get("status") is not None and not isinstance(m["status"], str):
         return Read(error=f"{METRICS}: status is {m['status']!r}, not a string")
     return Read(m)

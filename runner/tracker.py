@@ -63,12 +63,29 @@ def resolve_monitor(cfg: Config, spec: Spec, ds: Dataset) -> tuple[str, str]:
     return monitor, mode
 
 
-def _improved(value, best, mode, min_delta) -> bool:
+def _improved(value, best, mode, min_delta, loss=None, best_loss=None) -> bool:
+    """Whether `value` of the monitored metric beats `best` by more than min_delta. With
+    min_delta 0, a tie (equal value, e.g. the same val_acc) is broken by the validation loss:
+    a strictly lower `loss` than the best epoch's `best_loss` counts as an improvement."""
     if not math.isfinite(value):
         return False
     if best is None:
         return True
-    return value < best - min_delta if mode == "min" else value > best + min_delta
+    if value < best - min_delta if mode == "min" else value > best + min_delta:
+        return True
+    return (
+        min_delta == 0
+        and value == best
+        and loss is not None
+        and best_loss is not None
+        and math.isfinite(loss)
+        and loss < best_loss
+    )
+
+
+# check_initial_loss's band: an untrained classifier within +-20 % of ln C (init=auto's small
+# head starts within ~2 %, a head at full variance-preserving scale 1.2x-2.3x ln C).
+INITIAL_LOSS_TOLERANCE = 0.2
 
 
 def expected_initial_loss(spec: Spec) -> float | None:
@@ -100,6 +117,7 @@ class Tracker:
         self.best, self.best_epoch, self.since_best = None, 0, 0
         self.stopped_early = False
         self.abort_at = cfg.trainer.abort_factor * initial["train_loss"]
+        self.abort_val_at = cfg.trainer.abort_factor * initial["val_loss"]
 
     def update(self, ep: int, m: dict, elapsed: float) -> tuple[dict, bool, bool]:
         """Take epoch `ep`'s host metrics; return (curve row, improved, done)."""
@@ -112,42 +130,76 @@ class Tracker:
             "epoch": ep,
             "step": ep * self.spec.steps_per_epoch,
             "lr": m["lr"],
+            "lr_next": m["lr_next"],
             "train_loss": m["train_loss"],
             f"train_{metric}": m["train_metric"],
             "val_loss": m["val_loss"],
             f"val_{metric}": m["val_metric"],
+            "max_step_loss": m["max_step_loss"],
             "grad_norm": m["grad_norm"],
             "time": elapsed,
         }
         self.history.append(row)
-        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
-            self.status, self.reason = "diverged", "non-finite loss"
-        elif cfg.trainer.abort_factor > 0 and m["train_loss"] > self.abort_at:
-            self.status = "diverged"
-            self.reason = (
-                f"training loss {m['train_loss']:.4g} > {cfg.trainer.abort_factor:g} x "
-                f"initial {self.initial['train_loss']:.4g}"
-            )
-        if self.status == "diverged":
+        reason = self._diverged(m)
+        if reason:
+            self.status, self.reason = "diverged", reason
             return row, False, True
         reg = cfg.regularization
         # Without a validation split the best epoch is the one with the lowest training loss.
-        value, vmode = (
-            (row[self.monitor], self.mode) if self.has_val else (row["train_loss"], "min")
-        )
-        improved = _improved(value, self.best, vmode, reg.min_delta)
+        if self.has_val:
+            value, vmode, loss = row[self.monitor], self.mode, row["val_loss"]
+        else:
+            value, vmode, loss = row["train_loss"], "min", None
+        best_loss = self.history[self.best_epoch - 1]["val_loss"] if self.best_epoch else None
+        improved = _improved(value, self.best, vmode, reg.min_delta, loss, best_loss)
         if improved:
             self.best, self.best_epoch, self.since_best = value, ep, 0
         else:
             self.since_best += 1
-        if reg.early_stopping and self.since_best > reg.patience:
+        # patience = the number of epochs in a row without improvement that stops the run (0
+        # stops at the first one, as 1 does)
+        if reg.early_stopping and self.since_best >= max(reg.patience, 1):
             self.stopped_early = True
             return row, improved, True
         return row, improved, ep >= cfg.trainer.epochs
 
+    def _diverged(self, m: dict) -> str | None:
+        """Why epoch metrics `m` end the run as diverged, or None. Checked: NaN/inf in the
+        training loss or gradient norm; then, with trainer.abort_factor > 0, the epoch's mean
+        training loss and its largest step loss (max_step_loss) against abort_factor x the
+        initial training loss, and the validation loss against abort_factor x the initial
+        validation loss. The reason names every check that fired."""
+        if not (math.isfinite(m["train_loss"]) and math.isfinite(m["grad_norm"])):
+            return "non-finite loss"
+        if self.has_val and not math.isfinite(m["val_loss"]):
+            return "non-finite validation loss"
+        factor = self.cfg.trainer.abort_factor
+        if factor <= 0:
+            return None
+        init_train, init_val = self.initial["train_loss"], self.initial["val_loss"]
+        checks = [
+            ("training loss", m["train_loss"], self.abort_at, init_train),
+            ("step training loss", m["max_step_loss"], self.abort_at, init_train),
+        ]
+        if self.has_val and math.isfinite(init_val):
+            checks.append(("validation loss", m["val_loss"], self.abort_val_at, init_val))
+        fired = [
+            f"{what} {value:.4g} > {factor:g} x initial {initial:.4g}"
+            for what, value, limit, initial in checks
+            if not value <= limit  # a NaN step loss fires too
+        ]
+        return "; ".join(fired) or None
+
     def interrupt(self, signal_name: str | None) -> None:
         """The run was stopped by a signal (Ctrl-C, SIGTERM) before it was done."""
         self.status, self.reason = "interrupted", signal_name or "SIGINT"
+
+    def initial_diagnostics(self, diag: dict) -> None:
+        """diagnostics.csv's epoch 0 (the untrained network: the initial evaluation's
+        activation pass; no gradient yet) and the warnings it already shows."""
+        new_rows = diagnostics.rows(0, self.names, diag)
+        self.diag_rows.extend(new_rows)
+        self.watcher.epoch(0, new_rows)
 
     def bookkeeping(self) -> dict:
         """Everything the tracker decides from, as JSON: a checkpoint stores it and `restore`
@@ -160,21 +212,14 @@ class Tracker:
             "since_best": self.since_best,
             "initial": self.initial,
             "warnings": list(self.warn),
-            "watcher": {"seen": sorted(self.watcher.seen), "previous": self.watcher.previous},
+            "watcher": self.watcher.state(),
         }
 
     def load(self, b: dict) -> None:
         self.history, self.diag_rows = list(b["history"]), list(b["diag_rows"])
         self.best, self.best_epoch, self.since_best = b["best"], b["best_epoch"], b["since_best"]
         self.warn[:] = b["warnings"]  # already shown when they were raised
-        self.watcher.seen = set(b["watcher"]["seen"])
-        self.watcher.previous = dict(b["watcher"]["previous"])
-
-    @property
-    def restore(self) -> bool:
-        """Evaluate the best epoch's weights (early stopping's restore_best, or divergence)."""
-        reg = self.cfg.regularization
-        return reg.early_stopping and reg.restore_best or self.status == "diverged"
+        self.watcher.load(b["watcher"])
 
     def result(
         self,
@@ -185,9 +230,13 @@ class Tracker:
         n_params: int,
         times: dict,
         extra: dict | None = None,
+        ev_final: dict | None = None,
     ) -> Result:
-        """The run's Result once training is over; `ev` evaluates the final weights (empty when
-        no epoch was finite)."""
+        """The run's Result once training is over. `ev` evaluates the best epoch's weights
+        (empty when no epoch was finite): test_loss/test_<metric>, what a user reports;
+        `ev_final` the weights after the last epoch run (empty when none ran):
+        final_test_loss/final_test_<metric>, the overfit check and the train/validation gap."""
+        ev_final = ev_final or {}
         cfg, spec, metric = self.cfg, self.spec, self.metric
         history = self.history
         last = history[-1] if history else {}  # empty: interrupted before its first epoch
@@ -221,9 +270,14 @@ class Tracker:
             f"final_train_{metric}": last.get(f"train_{metric}"),
             "final_val_loss": last.get("val_loss"),
             f"final_val_{metric}": last.get(f"val_{metric}"),
+            # test numbers of the best epoch's weights (best_params.npz) and of the final ones
             "test_loss": ev.get("test_loss"),
             f"test_{metric}": ev.get("test_metric"),
-            "eval_weights": ("best" if self.restore else "final") if best_epoch else None,
+            "test_epoch": best_epoch or None,
+            "final_test_loss": ev_final.get("test_loss"),
+            f"final_test_{metric}": ev_final.get("test_metric"),
+            "final_test_epoch": len(history) if ev_final else None,
+            "eval_weights": "best" if best_epoch else None,  # which weights test_* are
             "initial_loss_expected": expected_initial_loss(spec),
             "params": n_params,
             **times,
@@ -232,17 +286,21 @@ class Tracker:
         if self.status == "interrupted":
             metrics["interrupted_by"] = self.reason
         if cfg.trainer.overfit_batches and metric == "acc" and self.status != "interrupted":
-            reached = ev.get("train_metric", 0.0) >= 0.999
-            metrics["overfit_train_acc"] = ev.get("train_metric")
+            reached = ev_final.get("train_metric", 0.0) >= 0.999
+            metrics["overfit_train_acc"] = ev_final.get("train_metric")
             metrics["overfit_reached"] = reached
             if not reached:
                 self.warn(
                     f"overfit check failed: {cfg.trainer.overfit_batches} batches "
                     f"({len(ds.x_train)} examples) reached "
-                    f"{ev.get('train_metric', 0):.3f} training accuracy, not 100%: the "
+                    f"{ev_final.get('train_metric', 0):.3f} training accuracy, not 100%: the "
                     f"model or the learning rate cannot fit even a tiny set"
                 )
         metrics["train_metric_eval"] = ev.get("train_metric")
+        if self.status == "completed" and self.has_val and not cfg.trainer.overfit_batches:
+            gap = diagnostics.gap_advice(metric, ev_final, self.initial, self.watcher.seen)
+            if gap:
+                self.warn(gap)
         metrics["warnings"] = list(self.warn)
         return Result(
             status=self.status,
@@ -256,10 +314,16 @@ class Tracker:
 def check_initial_loss(spec: Spec, initial: dict, warn) -> None:
     """Warn when the untrained model's loss is far from expected_initial_loss."""
     expected = expected_initial_loss(spec)
-    if expected is not None and not 0.5 * expected <= initial["train_loss"] <= 2 * expected:
+    if expected is None:
+        return
+    loss = initial["train_loss"]
+    if not abs(loss - expected) <= INITIAL_LOSS_TOLERANCE * expected:
+        classes = spec.model.n_out if spec.model.head == "softmax" else 2
         warn(
-            f"initial loss {initial['train_loss']:.3g} is far from the expected "
-            f"{expected:.3g} (ln of the number of classes): check the initialization scale"
+            f"initial loss {loss:.3g} is {loss / expected:.2f}x the expected {expected:.3g} "
+            f"(ln {classes}, uniform predictions over {classes} classes; allowed "
+            f"+-{INITIAL_LOSS_TOLERANCE:.0%}): check the initialization scale (init.head_scale "
+            f"0.1 starts the last layer small)"
         )
 
 

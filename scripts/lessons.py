@@ -927,7 +927,7 @@ def lesson_schedules(jobs, png):
                 fmt(j.m("test_acc")),
             ]
         )
-    a1.set(title="learning rate (end of each epoch)", xlabel="epoch")
+    a1.set(title="learning rate (each epoch's first update)", xlabel="epoch")
     a2.set(title="training loss", xlabel="epoch")
     a1.legend(ncol=2), a2.legend(ncol=2)
     _save(fig, png)

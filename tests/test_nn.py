@@ -47,6 +47,7 @@ def make_hp(**over):
         init_value=0.3,
         init_gain=2.0,
         init_bias=0.0,
+        init_head_scale=1.0,
     )
     hp.update(over)
     return {k: np.asarray(v, np.float32) for k, v in hp.items()}

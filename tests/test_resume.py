@@ -83,7 +83,7 @@ CASES = {
         "optimizer.lr=0.01",
         "schedule=cosine",
         "regularization.early_stopping=true",
-        "regularization.patience=1",
+        "regularization.patience=3",
     ],
 }
 

@@ -15,7 +15,7 @@ submodule "layer{i}" (with "dense" or "conv", "bn", "act" inside); resmlp's skip
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import flax.linen as nn
 import jax
@@ -127,18 +127,26 @@ INITIALIZERS = (
     "orthogonal",
 )
 
-_VARIANCE_SCALING = {
-    "glorot_normal": jax.nn.initializers.glorot_normal,
-    "glorot_uniform": jax.nn.initializers.glorot_uniform,
-    "he_normal": jax.nn.initializers.he_normal,
-    "he_uniform": jax.nn.initializers.he_uniform,
-    "lecun_normal": jax.nn.initializers.lecun_normal,
-    "lecun_uniform": jax.nn.initializers.lecun_uniform,
+# name -> jax.nn.initializers.variance_scaling's (scale, mode, distribution), as jax's
+# glorot_*/he_*/lecun_* set them
+_Mode = Literal["fan_in", "fan_avg"]
+_Distribution = Literal["truncated_normal", "uniform"]
+_VARIANCE_SCALING: dict[str, tuple[float, _Mode, _Distribution]] = {
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
 }
 
 
-def make_initializer(name: str, hp: dict) -> Initializer:
-    """A kernel initializer init(key, shape, dtype=float32) -> array.
+def make_initializer(name: str, hp: dict, scale=1.0) -> Initializer:
+    """A kernel initializer init(key, shape, dtype=float32) -> array, its draws times `scale`
+    (the head's hp["init_head_scale"]; 1 for every other layer).
+
+    The scale goes into the distribution's own scalar (std, limit, variance, gain), so that the
+    draws are multiplied once: a second multiply rounds differently inside jax.jit than outside.
 
     fan_in and fan_out are the last two axes of the kernel shape times the receptive field (the
     product of the other axes, i.e. the kernel window of a Conv):
@@ -161,21 +169,24 @@ def make_initializer(name: str, hp: dict) -> Initializer:
     if name == "zeros":
         return lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype)
     if name == "constant":
-        return lambda key, shape, dtype=jnp.float32: jnp.full(shape, hp["init_value"], dtype)
+        return lambda key, shape, dtype=jnp.float32: jnp.full(
+            shape, hp["init_value"] * scale, dtype
+        )
     if name == "normal":
         return lambda key, shape, dtype=jnp.float32: (
-            hp["init_std"] * jax.random.normal(key, shape, dtype)
+            (hp["init_std"] * scale) * jax.random.normal(key, shape, dtype)
         ).astype(dtype)
     if name == "uniform":
         return lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-            key, shape, dtype, minval=-hp["init_limit"], maxval=hp["init_limit"]
+            key, shape, dtype, minval=-hp["init_limit"] * scale, maxval=hp["init_limit"] * scale
         )
     if name in _VARIANCE_SCALING:
-        return _VARIANCE_SCALING[name]()
+        var_scale, mode, distribution = _VARIANCE_SCALING[name]
+        return jax.nn.initializers.variance_scaling(var_scale * scale**2, mode, distribution)
     if name == "orthogonal":
         base = jax.nn.initializers.orthogonal(1.0)
         return lambda key, shape, dtype=jnp.float32: (
-            hp["init_gain"] * base(key, shape, dtype)
+            (hp["init_gain"] * scale) * base(key, shape, dtype)
         ).astype(dtype)
     raise ValueError(f"unknown initializer {name!r}; choose one of {', '.join(INITIALIZERS)}")
 
@@ -292,7 +303,8 @@ class Net(nn.Module):
         return nn.Dense(
             s.n_out,
             name="head",
-            kernel_init=make_initializer(s.init, hp),
+            # init.head_scale: a small last layer starts the logits near 0, the loss near ln C
+            kernel_init=make_initializer(s.init, hp, hp["init_head_scale"]),
             bias_init=bias_initializer(hp),
         )(x)
 

@@ -18,6 +18,11 @@ Schedules (``lr0 = hp["lr"]``):
 - constant:    ``lr0``
 - step:        ``lr0 * factor ** floor(t / every)``
 - time_based:  ``lr0 / (1 + k t)``      (notes: lr0=0.2, k=1 -> 0.1, 0.0667, 0.05, 0.04 at t=1..4)
+
+  A curve row (curves.csv) of epoch ``e`` logs ``lr``, the rate of its first update (``t = e - 1``
+  epochs done; every update of it with staircase), and ``lr_next``, the rate after it (``t = e``):
+  the notes' table ("epoch 1 -> 0.1") is the lr_next column, and lr_next of epoch e is lr of e+1.
+
 - exponential: ``lr0 * exp(-k t)``
 - piecewise:   ``lr0 * factors[j]``, ``j`` the last boundary ``<= t`` (``lr0`` before the first)
 - cyclic (Smith 2017):  ``cycle = floor(1 + t / (2 step_size))``,

@@ -224,6 +224,7 @@ def make_hparams(cfg: Config, spec: Spec) -> dict:
         init_value=i.value,
         init_gain=i.gain,
         init_bias=i.bias,
+        init_head_scale=i.head_weight_scale(),
         # optimizer
         lr=o.lr,
         momentum=o.momentum,

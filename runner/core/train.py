@@ -125,11 +125,31 @@ def _epoch_batches(spec: Spec, key: jax.Array) -> tuple[jax.Array, jax.Array]:
     return perm.reshape(steps, b), weights.reshape(steps, b)
 
 
+# The per-step divergence check (max_step_loss) averages over at least this many examples, so
+# that one hard example in a batch of 1 is not mistaken for a diverging run.
+STEP_LOSS_EXAMPLES = 32
+
+
+def max_step_loss(weighted: jax.Array, weights: jax.Array, batch_size: int) -> jax.Array:
+    """The largest training (data) loss of one update's batch in an epoch: `weighted` holds each
+    step's loss times its example count, `weights` the counts. Batches under STEP_LOSS_EXAMPLES
+    are pooled with their neighbours: the max over every ceil(32 / batch_size) consecutive
+    updates (the whole epoch when it is shorter)."""
+    k = min(-(-STEP_LOSS_EXAMPLES // batch_size), weighted.shape[0])
+    if k == 1:
+        return jnp.max(weighted / weights)
+    window = jnp.ones((k,), weighted.dtype)
+    sums = jnp.convolve(weighted, window, mode="valid")
+    return jnp.max(sums / jnp.convolve(weights, window, mode="valid"))
+
+
 def train_epoch(
     spec: Spec, state: TrainState, data: Data, hp: HParams
 ) -> tuple[TrainState, Metrics]:
     """One pass over the training set as a lax.scan over mini-batches. Metrics stay on the
-    device: sums of weighted loss and metric, mean gradient norm, the last learning rate."""
+    device: the mean loss and metric, the largest step loss (max_step_loss), the mean gradient
+    norm, and the learning rate of the epoch's first update (lr) and of the update after the
+    epoch (lr_next)."""
     head = spec.model.head
     x, y = data["x_train"], data["y_train"]
     rng, k_perm, k_steps = jax.random.split(state.rng, 3)
@@ -145,7 +165,8 @@ def train_epoch(
         def loss_fn(p):
             out, new_bs = _apply(spec, hp, p, batch_stats, xb, train=True, rng=key, mask=wb)
             data_loss = losses.weighted_mean(losses.per_example_loss(head, out, yb), wb)
-            pen = optim.penalty(p, mask, hp, l1=spec.optim.l1, l2=spec.optim.l2)
+            # L1 is not differentiated: its proximal step follows the update (below).
+            pen = optim.penalty(p, mask, hp, l1=False, l2=spec.optim.l2)
             return data_loss + pen, (data_loss, out, new_bs)
 
         (_, (data_loss, out, new_bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -160,6 +181,8 @@ def train_epoch(
                 / (diag.group_norms(params, names) + 1e-12),
             )
         params = cast(Params, optax.apply_updates(params, updates))  # the same tree as params
+        if spec.optim.l1:  # soft-thresholding: weights under lr * l1 become exactly 0
+            params = cast(Params, optim.soft_threshold(params, mask, lr * hp["l1"]))
         sw = jnp.sum(wb)
         stats = (
             data_loss * sw,
@@ -181,7 +204,9 @@ def train_epoch(
         train_loss=jnp.sum(ls) / n,
         train_metric=losses.finalize(head, jnp.sum(ms) / n),
         grad_norm=jnp.mean(gn),
-        lr=lrs[-1],
+        max_step_loss=max_step_loss(ls, ws, spec.batch_size),
+        lr=lrs[0],  # the rate of the epoch's first update (all of them when it is per epoch)
+        lr_next=schedules.learning_rate(it, spec.sched, hp),  # the next epoch's first rate
     )
     if spec.diagnostics:  # means over the epoch's steps
         metrics["diag"] = {k: jnp.mean(v, axis=0) for k, v in layer_stats.items()}
@@ -246,6 +271,7 @@ def activation_pass(spec: Spec, state: TrainState, data: Data, hp: HParams) -> M
         act_std=std,
         dead_frac=dead,
         saturated_frac=sat,
+        identical_frac=diag.identical_units(state.params, names),
     )
 
 
@@ -259,12 +285,16 @@ def epoch(spec: Spec, state: TrainState, data: Data, hp: HParams) -> tuple[Train
 
 
 def evaluate_splits(spec: Spec, state: TrainState, data: Data, hp: HParams) -> Metrics:
-    """{train,val,test}_{loss,metric} of the state."""
+    """{train,val,test}_{loss,metric} of the state, and with spec.diagnostics its "diag"
+    (activation_pass): the untrained network's row of diagnostics.csv (epoch 0) comes from the
+    initial evaluation, with no program of its own to compile."""
     out: Metrics = {}
     for split in ("train", "val", "test"):
         out[f"{split}_loss"], out[f"{split}_metric"] = evaluate(
             spec, state, data[f"x_{split}"], data[f"y_{split}"], hp
         )
+    if spec.diagnostics:
+        out["diag"] = activation_pass(spec, state, data, hp)
     return out
 
 
