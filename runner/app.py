@@ -90,12 +90,16 @@ def fit(
     epoch_exe, c_epoch = programs.get(train.epoch, spec, state, data, hp)
     eval_exe, c_eval = programs.get(train.evaluate_splits, spec, state, data, hp)
     compile_time = c_init + c_epoch + c_eval
+    diag0 = None
     if resume is None:
         initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
+        diag0 = initial.pop("diag", None)  # with diagnostics on: its activation pass (epoch 0)
         check_initial_loss(spec, initial, warn)
     else:
         initial = resume.meta["tracker"]["initial"]
     tracker = Tracker(cfg, spec, ds, initial, diag.layer_names(state.params), warn)
+    if diag0 is not None:
+        tracker.initial_diagnostics(diag0)
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(state.params)))
     # Time spent before a resume (wall, training, compiling) counts towards the run's totals.
     best_state, first, trained, walled, compiled = state, 1, 0.0, 0.0, 0.0
@@ -160,15 +164,18 @@ def fit(
                 checkpoint(len(tracker.history))
     train_time = trained + time.perf_counter() - t_train
 
-    final_state = best_state if tracker.restore else state
-    # Nothing to evaluate when the first epoch already diverged (or none ran).
-    ev = _host(eval_exe(final_state, data, hp)) if tracker.best_epoch else {}
+    # The test numbers of the best epoch's weights and of the final ones (one program, two
+    # calls; nothing to evaluate when the first epoch already diverged, or none ran).
+    ev = _host(eval_exe(best_state, data, hp)) if tracker.best_epoch else {}
+    ev_final = {}
+    if tracker.history:
+        ev_final = ev if state is best_state else _host(eval_exe(state, data, hp))
     times = {
         "wall_time": walled + time.perf_counter() - t_start,
         "train_time": train_time,
         "compile_time": compiled + compile_time,
     }
-    return tracker.result(ds, ev, best_state, n_params=n_params, times=times)
+    return tracker.result(ds, ev, best_state, n_params=n_params, times=times, ev_final=ev_final)
 
 
 def folds(ds: Dataset, k: int, seed: int) -> list[Dataset]:
@@ -275,7 +282,9 @@ def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True)
     if plot and result.history:
         from runner.plots import plot_curves, plot_diagnostics
 
-        plot_curves(result.history, metric, run_dir / "curves.png", title=title)
+        plot_curves(
+            result.history, metric, run_dir / "curves.png", title=title, metrics=result.metrics
+        )
         if result.diagnostics:
             plot_diagnostics(result.diagnostics, run_dir / "diagnostics.png", title=title)
     rundir.write_json(run_dir / rundir.METRICS, result.metrics)

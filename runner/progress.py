@@ -87,7 +87,8 @@ class Display:
 
     def warn(self, msg: str) -> None:
         # Printed above the live line; always shown, even with the progress display off.
-        self.progress.console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+        # soft_wrap: one line however narrow the terminal, never a fragment without its prefix
+        self.progress.console.print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
     def advance(self, epochs: int, stats: str) -> None:
         self.progress.update(self.task, advance=epochs, stats=stats)
@@ -124,11 +125,21 @@ def summary_table(metrics: dict) -> Table:
         _f(metrics["best_val_loss"]),
         _f(metrics[f"best_val_{m}"]),
     )
+    # test_* are the best epoch's weights (best_params.npz: what to report), final_test_* the
+    # weights after the last epoch; metrics.json from before both existed has test_* only.
     table.add_row(
-        f"test ({metrics['eval_weights'] or '-'} weights)",
+        f"test (best epoch {_f(metrics.get('test_epoch', metrics['best_epoch']))} weights)"
+        if "final_test_loss" in metrics
+        else f"test ({metrics.get('eval_weights') or '-'} weights)",
         _f(metrics["test_loss"]),
         _f(metrics[f"test_{m}"]),
     )
+    if "final_test_loss" in metrics:
+        table.add_row(
+            f"test (final weights, epoch {_f(metrics.get('final_test_epoch'))})",
+            _f(metrics["final_test_loss"]),
+            _f(metrics[f"final_test_{m}"]),
+        )
     return table
 
 
@@ -140,10 +151,20 @@ def summary_line(metrics: dict) -> str:
             f"{_f(metrics['cv_mean'])} +- {_f(metrics['cv_std'])} (mean +- std over folds; "
             f"the table shows fold means)\n"
         )
-    return cv + (
-        f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
-        f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
-        f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
-        f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
-        f"train {metrics['train_time']:.2f}s)"
+    overfit = ""
+    if metrics.get("overfit_reached"):  # a failed check is a warning already
+        overfit = (
+            f"\noverfit check passed: {metrics['n_train']} training examples reached "
+            f"{100 * metrics['overfit_train_acc']:.1f}% training accuracy"
+        )
+    return (
+        cv
+        + (
+            f"{metrics['epochs_run']}/{metrics['epochs']} epochs, "
+            f"{metrics['iterations']} iterations ({metrics['steps_per_epoch']}/epoch, "
+            f"batch {metrics['batch_size']}), {metrics['params']:,} params, "
+            f"wall {metrics['wall_time']:.2f}s (compile {metrics['compile_time']:.2f}s, "
+            f"train {metrics['train_time']:.2f}s)"
+        )
+        + overfit
     )

@@ -159,13 +159,20 @@ def fit_group(
     trackers = []
     for i, c in enumerate(cfgs):
         initial = _member(initial_all, i)
+        diag0 = initial.pop("diag", None)  # with diagnostics on: epoch 0's activation pass
         check_initial_loss(spec, initial, warns[i])
         trackers.append(Tracker(c, spec, ds, initial, names, warns[i]))
+        if diag0 is not None:
+            trackers[-1].initial_diagnostics(diag0)
     if on_start:
         on_start(spec, n_params, compile_time, n)
 
     best = states
-    t_train = time.perf_counter()
+    # A member's own training time: each epoch's time split evenly among the members active in
+    # it, summed over the epochs it was active (a member that stopped early costs the group
+    # nothing after its last epoch). The shares add up to the group's train_time.
+    own = np.zeros(n)
+    t_train = mark = time.perf_counter()
     try:
         for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
             if stop.requested():
@@ -174,11 +181,15 @@ def fit_group(
             m = jax.device_get(m)  # host sync point: one per epoch for the whole group
             with stop.shielded():  # the states and the trackers move on together
                 states = new_states
-                elapsed = time.perf_counter() - t_train
+                now = time.perf_counter()
+                ran = np.flatnonzero(active)
+                own[ran] += (now - mark) / len(ran)
+                mark = now
                 improved = np.zeros(n_pad, bool)
                 rows = {}
-                for i in np.flatnonzero(active):
-                    rows[int(i)], improved[i], done = trackers[i].update(ep, _member(m, i), elapsed)
+                for i in ran:
+                    row, improved[i], done = trackers[i].update(ep, _member(m, i), float(own[i]))
+                    rows[int(i)] = row
                     if done:
                         active[i] = False
                 if improved.any():
@@ -192,14 +203,18 @@ def fit_group(
     for i in np.flatnonzero(active[:n]):  # members a stop caught before they were done
         trackers[i].interrupt(stop.signal_name())
     train_time = time.perf_counter() - t_train
+    # What no epoch accounts for (the display, the stop bookkeeping): shared like the epochs.
+    share = own / own.sum() if own.sum() > 0 else np.full(n, 1 / n)
+    own += (train_time - own.sum()) * share
 
-    restore = np.array([t.restore for t in trackers] + [False] * (n_pad - n))
-    final = select_exe(put(restore), best, states)
-    ev_all = jax.device_get(eval_exe(final, data, hps))
+    # The test numbers of each member's best epoch's weights and of its final ones.
+    ev_all = jax.device_get(eval_exe(best, data, hps))
+    ev_final_all = jax.device_get(eval_exe(states, data, hps))
     best_host: TrainState = jax.device_get(best)
     wall = time.perf_counter() - t_start
-    # Each member is charged its share of the group's time; the group's totals are kept too.
-    times = {"wall_time": wall / n, "train_time": train_time / n, "compile_time": compile_time / n}
+    # A member's times are its own share (train: by the epochs it was active; compile and the
+    # rest: evenly); metrics.json's "vectorized" keeps the group's totals (docs/sweeps.md).
+    rest = (wall - train_time) / n
     group = {
         "members": n,
         "wall_time": wall,
@@ -209,6 +224,7 @@ def fit_group(
     results = []
     for i, tr in enumerate(trackers):
         ev = _member(ev_all, i) if tr.best_epoch else {}
+        ev_final = _member(ev_final_all, i) if tr.history else {}
         best_i = jax.tree_util.tree_map(lambda a, i=i: a[i], best_host) if tr.best_epoch else None
         results.append(
             tr.result(
@@ -216,8 +232,13 @@ def fit_group(
                 ev,
                 best_i,
                 n_params=n_params,
-                times=times,
+                times={
+                    "wall_time": float(rest + own[i]),
+                    "train_time": float(own[i]),
+                    "compile_time": compile_time / n,
+                },
                 extra={"vectorized": dict(group, member=i)},
+                ev_final=ev_final,
             )
         )
     return results

@@ -16,6 +16,7 @@ from runner.config import validate
 from runner.core import layerstats as diag
 from runner.core import losses, train
 from runner.data import load_dataset
+from runner.progress import summary_line
 
 
 def test_activation_stats_on_constructed_activations():
@@ -123,8 +124,9 @@ def test_vanishing_gradients_warned_in_a_deep_sigmoid_net():
         ["model.depth=10", "activation=sigmoid", "optimizer=sgd", "optimizer.lr=0.1"]
     )
     assert any(m.startswith("vanishing gradients") for m in r.metrics["warnings"])
-    first = [d for d in r.diagnostics if d["layer"] == "layer0"][0]["grad_norm"]
-    last = [d for d in r.diagnostics if d["layer"] == "head"][0]["grad_norm"]
+    # epoch 1's gradients (epoch 0, the untrained network, has none)
+    first = [d for d in r.diagnostics if d["layer"] == "layer0"][1]["grad_norm"]
+    last = [d for d in r.diagnostics if d["layer"] == "head"][1]["grad_norm"]
     assert first < 1e-3 * last
 
 
@@ -149,6 +151,11 @@ def test_overfit_batches_reaches_full_training_accuracy():
     )
     assert r.metrics["n_train"] == 32
     assert r.metrics["overfit_reached"] is True and r.metrics["overfit_train_acc"] == 1.0
+    # The README promises the run says so: the closing summary has the line.
+    assert (
+        "overfit check passed: 32 training examples reached 100.0% training accuracy"
+        in summary_line(r.metrics)
+    )
     _, weak = run_inprocess(
         [
             "trainer.overfit_batches=2",
@@ -161,6 +168,7 @@ def test_overfit_batches_reaches_full_training_accuracy():
     )
     assert weak.metrics["overfit_reached"] is False
     assert any("overfit check failed" in m for m in weak.metrics["warnings"])
+    assert "overfit check passed" not in summary_line(weak.metrics)
 
 
 def test_diagnostics_files_written(tmp_path):
@@ -168,7 +176,8 @@ def test_diagnostics_files_written(tmp_path):
     app.write_run(tmp_path, r, plot=True)
     lines = (tmp_path / "diagnostics.csv").read_text().splitlines()
     assert lines[0] == ",".join(diag.FIELDS)
-    assert len(lines) == 1 + 2 * 4  # 2 epochs x (3 hidden layers + head)
+    # epoch 0 (the untrained network) and 2 epochs x (3 hidden layers + head)
+    assert len(lines) == 1 + 3 * 4
     assert (tmp_path / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
     _, off = run_inprocess(["trainer.epochs=1", "trainer.diagnostics=false"])
     assert off.diagnostics == []

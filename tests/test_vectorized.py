@@ -93,11 +93,17 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
         garbage = {"final_val_loss"} if am["status"] == "diverged" else set()
         for key in garbage:
             assert gm[key] > 1e20 and am[key] > 1e20, (i, key)
+        # the final weights' test numbers: the same garbage weights when diverged
+        garbage |= {"final_test_loss", "final_test_acc"} if am["status"] == "diverged" else set()
+        for key in ("test_epoch", "final_test_epoch", "eval_weights"):
+            assert gm.get(key) == am.get(key), (i, key, gm.get(key), am.get(key))
         for key in (
             "best_val_loss",
             "best_val_acc",
             "test_loss",
             "test_acc",
+            "final_test_loss",
+            "final_test_acc",
             "final_train_loss",
             "final_val_loss",
         ):
@@ -108,6 +114,18 @@ def test_every_member_ends_where_its_run_alone_ends(runs):
             else:
                 assert gm[key] == pytest.approx(am[key], rel=2e-5, abs=1e-6), (i, key)
         assert len(g.history) == len(a.history)
+        # diagnostics.csv's rows, the untrained network's epoch 0 included
+        assert [(d["epoch"], d["layer"]) for d in g.diagnostics] == [
+            (d["epoch"], d["layer"]) for d in a.diagnostics
+        ]
+        assert g.diagnostics[0]["epoch"] == 0
+        for col in ("weight_norm", "act_std", "identical_frac"):
+            np.testing.assert_allclose(
+                [d[col] for d in g.diagnostics if d["epoch"] == 0],
+                [d[col] for d in a.diagnostics if d["epoch"] == 0],
+                rtol=1e-5,
+                err_msg=f"member {i} epoch-0 {col}",
+            )
         for col in ("train_loss", "val_loss", "val_acc", "lr", "grad_norm"):
             n = len(a.history) - (col == "val_loss" and bool(garbage))
             np.testing.assert_allclose(
@@ -144,9 +162,25 @@ def test_members_that_stop_are_masked_while_the_others_train_on(runs):
     for i, g in enumerate(group):
         v = g.metrics["vectorized"]
         assert v["members"] == 4 and v["member"] == i
-        # each member is charged its share of the group's time
-        assert g.metrics["train_time"] == pytest.approx(v["train_time"] / 4)
         assert g.metrics["compile_time"] == pytest.approx(v["compile_time"] / 4)
+    # Each member's own time: every epoch's time split among the members active in it. The shares
+    # add up to the group's time, members active in the same epochs get the same time, and one
+    # that stopped early is charged only for its epochs (4 active in epoch 1, 3 in epoch 2, 2 in
+    # epochs 3-5).
+    v = group[0].metrics["vectorized"]
+    own = [g.metrics["train_time"] for g in group]
+    assert sum(own) == pytest.approx(v["train_time"], rel=1e-9)
+    assert sum(g.metrics["wall_time"] for g in group) == pytest.approx(v["wall_time"], rel=1e-9)
+    assert own[0] == pytest.approx(own[1], rel=1e-9)
+    assert own[2] < own[3] < own[0]
+    times = [[row["time"] for row in g.history] for g in group]
+    assert times[0][0] == times[1][0] == times[2][0] == times[3][0]  # epoch 1: a quarter each
+    assert times[0][1] == times[3][1]  # epoch 2: a third each for the three still active
+    # epochs 3-5 split between the two members still active: the same increments for both
+    assert np.diff(times[0])[2:] == pytest.approx(np.diff(times[1])[2:], rel=1e-9)
+    # the time outside the epochs (display, bookkeeping) is shared in the same proportions
+    scale = [o / t[-1] for o, t in zip(own, times)]
+    assert scale == pytest.approx([scale[0]] * 4, rel=1e-9) and scale[0] >= 1
 
 
 def test_group_key_separates_structures_and_joins_numbers():

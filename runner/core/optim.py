@@ -40,8 +40,14 @@ Base optimizers (standard forms, optax conventions):
 - adamw:     adam direction plus optimizer.weight_decay (``hp["adamw_weight_decay"]``) times w on
   masked params, inside the lr: ``u = adam + lambda_w w``.
 
-Penalties added to the loss (masked params only): ``l2/2 * sum(w^2) + l1 * sum(|w|)``; the 1/2
-makes the L2 gradient exactly ``l2 * w``; the L1 gradient is ``l1 * sign(w)`` (0 at w = 0).
+Penalties (masked params only): ``l2/2 * sum(w^2)`` is added to the loss (the 1/2 makes its
+gradient exactly ``l2 * w``). ``l1 * sum(|w|)`` is not differentiated: after the update above,
+``soft_threshold`` applies its proximal step ``w <- sign(w) * max(|w| - eta * l1, 0)``. A
+subgradient ``l1 * sign(w)`` makes a weight jump across 0 and never land on it; the proximal step
+sets every weight whose |w| falls under ``eta * l1`` to exactly 0 (the lasso's sparsity). For
+sgd this is the exact proximal-gradient (ISTA) step; for the adaptive optimizers it is a
+decoupled shrink of ``eta * l1`` per step, as weight decay above is decoupled (optax 0.2.8 has no
+proximal or soft-threshold transformation, so it is written here).
 """
 
 from __future__ import annotations
@@ -143,6 +149,18 @@ def decay_mask(params, penalize_bias_and_norm: bool = False):
 
 def _is_static(flag) -> bool:
     return isinstance(flag, (bool, np.bool_))
+
+
+def soft_threshold(params, mask, threshold):
+    """The L1 penalty's proximal step on the params where ``mask`` is True:
+    ``sign(w) * max(|w| - threshold, 0)`` (``threshold`` = lr * l1, traced); others unchanged."""
+    return jax.tree.map(
+        lambda w, m: (
+            jnp.sign(w) * jnp.maximum(jnp.abs(w) - threshold, 0.0).astype(w.dtype) if m else w
+        ),
+        params,
+        mask,
+    )
 
 
 def penalty(params, mask, hp, *, l1: bool = True, l2: bool = True):
