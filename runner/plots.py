@@ -1,16 +1,28 @@
 """curves.png and diagnostics.png, and the matplotlib set-up every PNG of runner uses: pyplot()
 and save_png() (runner.compare.render, runner.sweep.report and scripts/lessons.py draw through
 them). matplotlib is imported only inside pyplot() (it is slow to import: docs/performance.md),
-with the Agg backend: no display needed."""
+with the Agg backend: no display needed.
+
+Every PNG carries a description of what it shows (DESCRIPTION_KEY, a PNG text chunk: JSON with
+per panel its title, labels, axis scales, x tick labels and lines, and per legend whether it
+covers any drawn data), so that tests, and anyone with PIL, check a picture by reading it back:
+read_description(path)."""
 
 from __future__ import annotations
 
 import io
+import json
+import math
 from pathlib import Path
 
 from runner.rundir import atomic_write
 
 METRIC_LABEL = {"acc": "accuracy", "rmse": "RMSE"}
+DESCRIPTION_KEY = "runner:axes"
+BEST_COLOUR = "#d62728"  # the best-epoch marker, the only red of curves.png
+LOG_SPAN = 10.0  # a y axis goes log when its positive values span more than this factor
+MAX_DESCRIBED = 1000  # points of a line whose data the description carries
+RATIO_BAND = (1e-4, 1e-2)  # the update/weight ratios diagnostics.py accepts (~1e-3 is right)
 
 
 def pyplot(rc: dict | None = None):
@@ -28,74 +40,345 @@ def pyplot(rc: dict | None = None):
 
 def save_png(fig, path, *, dpi: int = 100, tight: bool = False) -> None:
     """Write `fig` to `path` as a PNG atomically (runner.rundir.atomic_write: readers never see
-    half a file) and close it; `tight`: fig.tight_layout() first. The folder must exist."""
+    half a file), with its description (describe()) as a text chunk, and close it; `tight`:
+    fig.tight_layout() first. The folder must exist."""
     import matplotlib.pyplot as plt
+    from PIL import Image, PngImagePlugin
 
     try:
         if tight:
             fig.tight_layout()
+        fig.set_dpi(dpi)
+        # One render serves both the description (tick labels and legend boxes exist only
+        # after a draw) and the pixels; savefig would render a second time.
+        fig.canvas.draw()
+        try:
+            desc = describe(fig)
+        except Exception as e:  # noqa: BLE001 - a figure describe() cannot read keeps its pixels
+            desc = {"error": f"{type(e).__name__}: {e}"}
+        info = PngImagePlugin.PngInfo()
+        info.add_text(DESCRIPTION_KEY, json.dumps(desc, allow_nan=False))
+        size = fig.canvas.get_width_height(physical=True)
+        img = Image.frombuffer("RGBA", size, fig.canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=dpi)
+        img.save(buf, format="png", pnginfo=info, dpi=(dpi, dpi))
     finally:
         plt.close(fig)
     atomic_write(Path(path), buf.getvalue())
 
 
-def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
-    """Per-layer gradient norm and activation std against epoch: a vanishing gradient shows as
-    the first layers' lines far below the last ones."""
-    plt = pyplot()
-    layers = list(dict.fromkeys(r["layer"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    cmap = plt.get_cmap("viridis")
-    for i, layer in enumerate(layers):
-        rs = [r for r in rows if r["layer"] == layer]
-        colour = cmap(i / max(len(layers) - 1, 1))
-        axes[0].plot(
-            [r["epoch"] for r in rs],
-            [r["grad_norm"] for r in rs],
-            label=layer,
-            color=colour,
-            marker=".",
-        )
-        if layer.startswith("layer"):
-            axes[1].plot(
-                [r["epoch"] for r in rs],
-                [r["act_std"] for r in rs],
-                label=layer,
-                color=colour,
-                marker=".",
-            )
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("gradient norm (mean over the epoch's steps)")
-    axes[1].set_ylabel("activation std (fixed batch)")
+def read_description(path) -> dict:
+    """The description save_png wrote into the PNG at `path` ({} for a PNG without one)."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        text = getattr(img, "text", {}).get(DESCRIPTION_KEY)
+    return json.loads(text) if text else {}
+
+
+def _num(v):
+    v = _finite(v)
+    return None if math.isnan(v) else float(f"{v:.6g}")
+
+
+def _display_runs(line):
+    """A drawn line's vertices in display coordinates, as runs of consecutive finite points
+    (NaN breaks a line, and a log axis drops values <= 0)."""
+    xy = line.get_transform().transform(line.get_xydata())
+    ok = [math.isfinite(x) and math.isfinite(y) for x, y in xy.tolist()]
+    runs, start = [], None
+    for i, good in enumerate([*ok, False]):
+        if good and start is None:
+            start = i
+        elif not good and start is not None:
+            runs.append(xy[start:i])
+            start = None
+    return runs
+
+
+def _covers_data(box, axes) -> bool:
+    """Whether the display box `box` (a legend) hides part of a line drawn in `axes` (only
+    the part inside an axes counts: a line is clipped there)."""
+    from matplotlib.path import Path as MPath
+    from matplotlib.transforms import Bbox
+
     for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=2)
-    if title:
-        fig.suptitle(title)
-    save_png(fig, path, tight=True)
+        inter = Bbox.intersection(box, ax.bbox)
+        if inter is None or inter.width <= 0 or inter.height <= 0:
+            continue
+        for line in ax.lines:
+            if not line.get_visible():
+                continue
+            for pts in _display_runs(line):
+                if len(pts) == 1 and inter.contains(*pts[0]):
+                    return True
+                if len(pts) > 1 and MPath(pts).intersects_bbox(inter, filled=False):
+                    return True
+    return False
 
 
-def plot_curves(rows: list[dict], metric: str | None, path: Path, title: str = "") -> None:
-    """Loss (left) and metric (right), train and validation, against epoch; a column the rows
-    lack (a curves.csv of another version) is left out."""
+def describe(fig) -> dict:
+    """What a drawn figure shows, as JSON-ready data: size in pixels, title, and per panel
+    its title, labels, scales, limits, visible x tick labels and lines (label, colour, style,
+    marker, data), and per legend its labels and whether it covers data (`covers_data`)."""
+    from matplotlib.colors import to_hex
+
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    panels = []
+    for ax in axes:
+        lo, hi = sorted(ax.get_xlim())
+        ticks = [
+            t.get_text().replace("\u2212", "-")
+            for t in ax.get_xticklabels()
+            if t.get_visible() and t.get_text() and lo <= t.get_position()[0] <= hi
+        ]
+        lines = [
+            {
+                "label": line.get_label(),
+                "color": to_hex(line.get_color()),
+                "linestyle": line.get_linestyle(),
+                "marker": str(line.get_marker()),
+                "n": len(line.get_xdata()),
+                # a long series (a per-step trace) is described by its length only
+                **(
+                    {
+                        "x": [_num(v) for v in line.get_xdata()],
+                        "y": [_num(v) for v in line.get_ydata()],
+                    }
+                    if len(line.get_xdata()) <= MAX_DESCRIBED
+                    else {}
+                ),
+            }
+            for line in ax.lines
+        ]
+        panels.append(
+            {
+                "title": ax.get_title(),
+                "xlabel": ax.get_xlabel(),
+                "ylabel": ax.get_ylabel(),
+                "xscale": ax.get_xscale(),
+                "yscale": ax.get_yscale(),
+                "xlim": [_num(v) for v in ax.get_xlim()],
+                "ylim": [_num(v) for v in ax.get_ylim()],
+                "xticks": ticks,
+                "lines": lines,
+            }
+        )
+    legends = [(i, ax.get_legend()) for i, ax in enumerate(axes)] + [
+        ("figure", leg) for leg in fig.legends
+    ]
+    sup = getattr(fig, "_suptitle", None)  # Figure.get_suptitle() is matplotlib >= 3.8
+    title = sup.get_text() if sup is not None else ""
+    return {
+        "size": list(fig.canvas.get_width_height(physical=True)),
+        "title": title,
+        "panels": panels,
+        "legends": [
+            {
+                "owner": owner,
+                "labels": [t.get_text() for t in leg.get_texts()],
+                "covers_data": _covers_data(leg.get_window_extent(renderer), axes),
+            }
+            for owner, leg in legends
+            if leg is not None and leg.get_visible()
+        ],
+    }
+
+
+def _finite(v) -> float:
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return v if math.isfinite(v) else math.nan
+
+
+def log_scale_if_wide(ax, values) -> bool:
+    """Put `ax`'s y axis on a log scale when the finite `values` are all positive and span
+    more than LOG_SPAN (a loss falling from 2.3 to 0.01 is a line at 0 otherwise)."""
+    vals = [v for v in map(_finite, values) if not math.isnan(v)]
+    wide = bool(vals) and min(vals) > 0 and max(vals) > LOG_SPAN * min(vals)
+    if wide:
+        ax.set_yscale("log")
+    return wide
+
+
+def _integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+
+
+def _margins(fig, rows, cols, *, left=0.75, right=0.25, bottom=0.55, top=0.65, gap=0.75):
+    """Fixed margins, in inches, around a rows x cols grid: constrained or tight layout
+    measures every tick label first, which doubled the time of a run's PNGs."""
+    w, h = fig.get_size_inches()
+    aw = (w - left - right - (cols - 1) * gap) / cols
+    ah = (h - bottom - top - (rows - 1) * gap) / rows
+    fig.subplots_adjust(
+        left=left / w,
+        right=1 - right / w,
+        bottom=bottom / h,
+        top=1 - top / h,
+        wspace=gap / aw,
+        hspace=gap / ah,
+    )
+
+
+def plot_curves(
+    rows: list[dict],
+    metric: str | None,
+    path: Path,
+    title: str = "",
+    metrics: dict | None = None,
+) -> None:
+    """Loss, metric (train and validation) and learning rate against epoch. From the run's
+    metrics (metrics.json): epoch 0, the untrained network's losses (initial_*_loss), and the
+    best epoch (a dashed red line on every panel, a star on the validation curves). A loss
+    spanning more than LOG_SPAN goes on a log axis, so does the learning rate. A column the
+    rows lack (a curves.csv of another version) is left out; so is the lr panel then."""
     plt = pyplot()
-    epochs = [r["epoch"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, key, label in (
-        (axes[0], "loss", "loss"),
-        (axes[1], metric, METRIC_LABEL.get(metric, metric or "metric")),
-    ):
-        for split, name in (("train", "train"), ("val", "validation")):
-            if key and f"{split}_{key}" in rows[0]:
-                ax.plot(epochs, [r[f"{split}_{key}"] for r in rows], label=name, marker=".")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend()
+    metrics = metrics or {}
+    rows = [r for r in rows if not math.isnan(_finite(r.get("epoch")))]
+    epochs = [int(r["epoch"]) for r in rows]
+    first = rows[0] if rows else {}
+    best = metrics.get("best_epoch")
+    best = int(best) if isinstance(best, (int, float)) and math.isfinite(best) else None
+    panels = [("loss", "loss")]
+    if metric and any(f"{s}_{metric}" in first for s in ("train", "val")):
+        panels.append((metric, METRIC_LABEL.get(metric, metric)))
+    lr = [_finite(r.get("lr")) for r in rows]
+    has_lr = any(not math.isnan(v) for v in lr)
+    fig, axes = plt.subplots(
+        1,
+        len(panels) + has_lr,
+        figsize=(3.9 * (len(panels) + has_lr) + 0.6, 4.4),
+        sharex=True,
+        squeeze=False,
+    )
+    axes = list(axes[0])
+    for ax, (key, label) in zip(axes, panels):
+        shown = []
+        for split, name, colour in (("train", "train", "C0"), ("val", "validation", "C1")):
+            if f"{split}_{key}" not in first:
+                continue
+            xs, ys = list(epochs), [_finite(r[f"{split}_{key}"]) for r in rows]
+            start = _finite(metrics.get(f"initial_{split}_{key}"))
+            if not math.isnan(start) and 0 not in xs:
+                xs, ys = [0, *xs], [start, *ys]
+            ax.plot(xs, ys, label=name, marker=".", color=colour)
+            shown += ys
+            if split == "val" and best in xs:
+                y = ys[xs.index(best)]
+                ax.plot([best], [y], marker="*", ms=13, color=BEST_COLOUR, ls="", label="_best")
+        expected = _finite(metrics.get("initial_loss_expected"))
+        if key == "loss" and not math.isnan(expected):  # the notes' check: ~ln C untrained
+            ax.axhline(expected, color="0.45", ls=":", lw=1.2, label=f"ln C = {expected:.4g}")
+            shown.append(expected)
+        gone = metrics.get("diverged_epoch")  # set only when the run diverged
+        if key == "loss" and gone:
+            # its loss from there on is inf or NaN: nothing would be drawn
+            ax.axvline(gone, color="k", ls="-.", lw=1.2, label=f"diverged (epoch {gone})")
+        if key == "acc" or not log_scale_if_wide(ax, shown):
+            ax.ticklabel_format(axis="y", useOffset=False)  # 2.3026 (ln 10), not +2.302
+        ax.set_title(label)
+    if has_lr:
+        ax = axes[-1]
+        ax.plot(epochs, lr, marker=".", color="C2", label="lr (used in the epoch)")
+        if not log_scale_if_wide(ax, lr):
+            ax.ticklabel_format(axis="y", useOffset=False)
+            ax.set_ylim(bottom=0)  # a constant rate reads as one, not as noise around 1e-3
+        ax.set_title("learning rate")
+    for i, ax in enumerate(axes):
+        _integer_epochs(ax)
+        if best is not None:
+            lab = f"best epoch ({best})" if i == 0 else "_best"
+            ax.axvline(best, color=BEST_COLOUR, ls="--", lw=1.2, label=lab)
+    handles = {}
+    for ax in axes:  # train and validation appear in two panels: one legend entry each
+        for line in ax.get_lines():
+            if not line.get_label().startswith("_"):
+                handles.setdefault(line.get_label(), line)
+    handles = list(handles.values())
+    ncol = max(1, min(len(handles), int(fig.get_size_inches()[0] // 1.9)))
+    # titles name the panels (no y labels): the tick labels of a flat loss (2.30258) are wide
+    _margins(fig, 1, len(axes), bottom=0.75 + 0.2 * -(-len(handles) // ncol), gap=0.85)
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=8)
     if title:
-        fig.suptitle(title)
-    save_png(fig, path, tight=True)
+        fig.suptitle(title, fontsize=9)
+    save_png(fig, path)
+
+
+DIAG_PANELS = (
+    ("grad_norm", "gradient norm", "mean over the epoch's steps"),
+    ("update_ratio", "update/weight ratio", "mean over the epoch's steps"),
+    ("act_std", "activation std", "fixed batch, end of epoch"),
+    ("dead_frac", "dead-unit fraction", "never active on the batch"),
+)
+
+
+def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
+    """Per layer against epoch (epoch 0: the untrained network): gradient norm, update/weight
+    ratio (the band diagnostics.py accepts shaded), activation std (log axes: a vanishing
+    signal shows as the deep layers' lines decades below the first ones) and dead-unit
+    fraction (with the saturated fraction dashed, for sigmoid and tanh). NaN (no gradient at
+    epoch 0, no activation in the head) is left out; one legend, outside the panels."""
+    plt = pyplot()
+    from matplotlib.ticker import NullLocator
+
+    rows = [r for r in rows if not math.isnan(_finite(r.get("epoch")))]  # a damaged line
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    # Shared x: epoch 0 has activations but no gradient yet, and the panels should still align.
+    fig, grid = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+    _margins(fig, 2, 2, left=0.9, right=1.15 + 0.8 * (len(layers) // 25), gap=1.05)
+    cmap = plt.get_cmap("viridis")
+    colour = {layer: cmap(i / max(len(layers) - 1, 1)) for i, layer in enumerate(layers)}
+    by_layer = {layer: [r for r in rows if r["layer"] == layer] for layer in layers}
+    handles = {}
+    for ax, (key, name, how) in zip(grid.flat, DIAG_PANELS):
+        styles = [(key, "-")] + ([("saturated_frac", "--")] if key == "dead_frac" else [])
+        values = []
+        for k, ls in styles:
+            for layer, rs in by_layer.items():
+                ys = [_finite(r.get(k)) for r in rs]
+                if all(math.isnan(y) for y in ys) or (k == "saturated_frac" and not any(ys)):
+                    continue
+                xs = [int(_finite(r["epoch"])) for r in rs]
+                (line,) = ax.plot(xs, ys, ls=ls, marker=".", color=colour[layer], label=layer)
+                handles.setdefault(layer, line)
+                values += ys
+        if key == "dead_frac":
+            ax.set_ylim(-0.03, 1.03)
+            if any(line.get_linestyle() == "--" for line in ax.lines):
+                how = "solid; saturated: dashed"
+            if not ax.lines:
+                ax.text(0.5, 0.5, "no ReLU-family layer", ha="center", transform=ax.transAxes)
+        else:
+            positive = [v for v in values if v > 0]
+            if positive:
+                ax.set_yscale("log")
+                if max(positive) > 100 * min(positive):
+                    # decades apart: minor ticks add nothing to read but most of the time
+                    ax.yaxis.set_minor_locator(NullLocator())
+        if key == "update_ratio" and ax.lines:
+            ax.axhspan(*RATIO_BAND, color="green", alpha=0.08, zorder=0)
+            ax.axhline(1e-3, color="green", ls=":", lw=1, label="_target")
+        ax.set_title(f"{name} ({how})", fontsize=10)
+        ax.set_ylabel(name if key != "dead_frac" else "fraction of units")
+        _integer_epochs(ax)
+        ax.xaxis.set_tick_params(labelbottom=True)
+    if handles:
+        fig.legend(
+            handles=list(handles.values()),
+            loc="upper right",
+            bbox_to_anchor=(1, 1 - 0.6 / 7),
+            fontsize=8,
+            ncol=1 + len(handles) // 25,
+        )
+    if title:
+        fig.suptitle(title, fontsize=9)
+    save_png(fig, path)

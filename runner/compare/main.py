@@ -25,6 +25,7 @@ from runner.compare.results import (
     ResultsError,
     Run,
     find_run_dirs,
+    load_provenance,
     load_run,
     load_runs,
     show_value,
@@ -67,6 +68,7 @@ def _parsers() -> dict:
         "test_acc --top 5\n"
         "  runner compare --diff multirun/2026-01-02/10-00-00/3 "
         "multirun/2026-01-02/10-00-00/5\n"
+        "  runner compare outputs/2026-01-02/10-00-00 outputs/2026-01-03/09-00-00 --diff\n"
         "Exit codes: 0 ok, 1 nothing found, 2 bad input. See docs/compare.md.",
     )
     c.add_argument(
@@ -127,9 +129,11 @@ def _parsers() -> dict:
     )
     c.add_argument(
         "--diff",
-        nargs=2,
-        metavar=("RUN_A", "RUN_B"),
-        help="settings and metrics that differ between two runs (paths or ids)",
+        nargs="*",
+        metavar="RUN",
+        help="the settings, provenance (git commit, versions, devices, host...) and metrics "
+        "that differ between runs: those named (paths or ids), or without names the runs "
+        "under PATH (and --where), at most 26",
     )
     b = OneLineParser(
         prog="runner best",
@@ -189,7 +193,7 @@ def _check(args) -> None:
 def cmd_compare(args) -> int:
     _check(args)
     args.paths = args.paths or [DEFAULT_ROOT]
-    if args.diff:
+    if args.diff is not None:
         return cmd_diff(args)
     runs = load_runs(args.paths)
     try:
@@ -277,48 +281,111 @@ def find_run(name: str, paths: list[str], loaded=None) -> Run:
     raise ResultsError(f"{name}: ambiguous, matches {', '.join(r.id for r in hits[:5])}")
 
 
-def cmd_diff(args) -> int:
-    cache = []
+MAX_DIFF = 26  # runs in one --diff: columns a to z
 
-    def loaded():  # the runs under PATH, read once, only for a name that is no path
-        if not cache:
-            cache.append(load_runs(args.paths))
-        return cache[0]
 
-    a, b = (find_run(name, args.paths, loaded) for name in args.diff)
-    rows = []
-    for kind, da, db in (("config", a.params, b.params), ("metrics", a.metrics, b.metrics)):
-        for k in dict.fromkeys(list(da) + list(db)):
-            va, vb = da.get(k, missing()), db.get(k, missing())
-            if hashable(va) != hashable(vb):
-                rows.append((kind, Keys.label(("p" if kind == "config" else "m", k)), va, vb))
-    if a.status != b.status:
-        rows.insert(
-            sum(1 for r in rows if r[0] == "config"), ("metrics", "status", a.status, b.status)
+def _diff_runs(args) -> list[Run]:
+    """The runs --diff names, or without names the runs under PATH (and --where)."""
+    if len(args.diff) == 1:
+        raise ResultsError(
+            f"--diff: name two or more runs, or none to compare the runs under PATH "
+            f"(got only {args.diff[0]})"
         )
+    if args.diff:
+        cache = []
+
+        def loaded():  # the runs under PATH, read once, only for a name that is no path
+            if not cache:
+                cache.append(load_runs(args.paths))
+            return cache[0]
+
+        runs = [find_run(name, args.paths, loaded) for name in args.diff]
+    else:
+        runs = load_runs(args.paths)
+        if args.where:
+            runs = _select(args, runs, Keys(runs))
+        if len(runs) < 2:
+            raise NoRuns(
+                f"--diff: {len(runs)} run under {', '.join(args.paths)}"
+                f"{' matching --where' if args.where else ''}; it compares two or more"
+            )
+    if len(runs) > MAX_DIFF:
+        raise ResultsError(
+            f"--diff: {len(runs)} runs, at most {MAX_DIFF} fit side by side "
+            f"(name them, or narrow with --where)"
+        )
+    return runs
+
+
+def _differ(values: list) -> bool:
+    first = hashable(values[0])
+    return any(hashable(v) != first for v in values[1:])
+
+
+NO_FILE = object()  # a run without (a readable) provenance.json: "—"
+SHORT = ("commit", "diff_sha256")  # hashes: 12 hex digits tell them apart in a table
+
+
+def cmd_diff(args) -> int:
+    """Rows (kind, key, value per run) for the keys whose values differ: config, provenance,
+    then status and metrics. A run without provenance.json shows — in the provenance rows; a
+    damaged one is a warning, and the other runs are still compared."""
+    runs = _diff_runs(args)
+    names = [chr(ord("a") + i) for i in range(len(runs))]
+    prov = [load_provenance(r) for r in runs]
+    has_prov = [p is not None for p in prov]
+    rows = []
+    sources = (
+        ("config", "p", [r.params for r in runs]),
+        ("provenance", "v", [p or {} for p in prov]),
+        ("metrics", "m", [r.metrics for r in runs]),
+    )
+    for kind, code, dicts in sources:
+        if kind == "metrics" and _differ([r.status for r in runs]):
+            rows.append(("metrics", "status", [r.status for r in runs]))
+        for k in dict.fromkeys(key for d in dicts for key in d):
+            values = [
+                NO_FILE if kind == "provenance" and not has else d.get(k, missing())
+                for d, has in zip(dicts, has_prov)
+            ]
+            if _differ(values):
+                rows.append((kind, Keys.label((code, k)), values))
     if args.format in ("csv", "json"):  # raw values, missing ones as null
-        cols = [Column(n, "text") for n in ("kind", "key", "a", "b")]
+        cols = [Column(n, "text") for n in ["kind", "key", *names]]
         cells = [
-            [kind, key, None if va is missing() else va, None if vb is missing() else vb]
-            for kind, key, va, vb in rows
+            [kind, key, *(None if v is missing() or v is NO_FILE else v for v in values)]
+            for kind, key, values in rows
         ]
     else:
         precision = 4 if args.precision is None else args.precision
 
-        def text(kind, v):
+        def text(kind, key, v):
+            if v is NO_FILE:
+                return "—"
             if v is missing():
                 return "-"
-            return show_value(v) if kind == "config" else fmt_number(v, precision)
+            if kind == "metrics":
+                return fmt_number(v, precision)
+            if kind == "provenance" and key.endswith(SHORT) and isinstance(v, str):
+                return v[:12]
+            return show_value(v)
 
-        cols = [Column("", "text"), Column("key", "text"), Column("a", "text"), Column("b", "text")]
-        cells = [[kind, key, text(kind, va), text(kind, vb)] for kind, key, va, vb in rows]
+        cols = [Column("", "text"), Column("key", "text")] + [Column(n, "text") for n in names]
+        cells = [[kind, key, *(text(kind, key, v) for v in values)] for kind, key, values in rows]
     if args.format == "table":
-        print(f"a: {a.path}\nb: {b.path}")
+        print("\n".join(f"{n}: {r.path}" for n, r in zip(names, runs)))
     if args.format == "table" and not rows:
-        print("same config and metrics")
+        same = (
+            "same"
+            if all(has_prov)
+            else "no provenance.json"
+            if not any(has_prov)
+            else "only some runs have provenance.json"
+        )
+        print(f"same config and metrics; provenance: {same}")
     else:
         render(args.format, cols, cells, args.precision)
-    _warn([a, b])
+    _warn(runs)
     return 0
 
 
@@ -389,7 +456,7 @@ def cmd_plot(args) -> int:
 
     out = Path(args.out) if args.out else run.path / rundir.CURVES_PNG
     title = " ".join(run.overrides()) or run.id
-    plot_curves(rows, metric, out, title=title)
+    plot_curves(rows, metric, out, title=title, metrics=run.metrics)
     print(out)
     _plot_diagnostics(run, out, args.out is None, title)
     _warn([run])

@@ -217,6 +217,31 @@ def load_run(path: Path, now: float | None = None) -> Run:
     return run
 
 
+def flat_provenance(data: dict, prefix: str = "") -> dict:
+    """provenance.json as dotted keys (git.commit, versions.jax, env.XLA_FLAGS). Left out: the
+    diff's text (git.diff_sha256 and diff_bytes stand for it) and the `previous` provenance of
+    a resumed run."""
+    out = {}
+    for k, v in data.items():
+        key = prefix + str(k)
+        if key == "previous" or k == "diff":
+            continue
+        if isinstance(v, dict):
+            out.update(flat_provenance(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def load_provenance(run: Run) -> dict | None:
+    """The run's provenance as flat_provenance's dotted keys; None when it has no
+    provenance.json or a damaged one (then with a warning on the run)."""
+    got = rundir.read_provenance(run.path)
+    if got.error:
+        run.warnings.append(got.error)
+    return flat_provenance(got.data) if got.ok else None
+
+
 def _is_run(path: Path) -> bool:
     return (path / rundir.HYDRA_DIR).is_dir()
 
