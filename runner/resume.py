@@ -83,7 +83,7 @@ def run(argv: list[str]) -> int:
     runtime.host_devices()  # before JAX starts, as for `runner`
     from rich.console import Console
 
-    from runner import app, runjob, stop
+    from runner import app, provenance, runjob, stop
     from runner.progress import Display, summary_line, summary_table
 
     runtime.enable_compilation_cache(cfg.paths)  # the saved run's paths.jax_cache
@@ -95,12 +95,17 @@ def run(argv: list[str]) -> int:
     in_sweep = (run_dir.parent / "multirun.yaml").exists()
     plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not in_sweep
     with stop.shielded():
+        provenance.write(run_dir, resumed=True)  # the first provenance goes to its "previous"
         app.write_run(
             run_dir,
             result,
             title=f"resumed {run_dir}",
             plot=plot and result.status != "interrupted",
         )
+    if cfg.logger.backends:  # the saved config's logger=...: send the finished run
+        from runner.export import after_run
+
+        after_run(run_dir, cfg.logger, lambda m: print(f"runner: warning: {m}", file=sys.stderr))
     if result.status == "interrupted":
         print(f"runner: {runjob.stop_line(result.metrics, run_dir, True)}", file=sys.stderr)
         return stop.exit_code()

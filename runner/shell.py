@@ -70,7 +70,14 @@ def _unknown_key(key: str, argv: list[str]) -> str:
     if group not in GROUPS or "." in name:
         return f"{key}: no such setting"
     option = _chosen_option(group, argv)
-    keys = sorted(_option_keys(group, option)) if option else []
+    if isinstance(option, str) and option.startswith("[") and option.endswith("]"):
+        option = [o.strip() for o in option[1:-1].split(",") if o.strip()]
+    if isinstance(option, list):  # several options at once (logger=[tensorboard,mlflow])
+        chosen = [str(o) for o in option]
+        option = ",".join(chosen)
+        keys = sorted({k for o in chosen for k in _option_keys(group, o)})
+    else:
+        keys = sorted(_option_keys(group, option)) if option else []
     msg = f"{key}: not a setting of {group}={option}; it has {', '.join(keys) or 'none'}"
     owners = [o for o in _options(group) if name in _option_keys(group, o)]
     if owners:
@@ -87,7 +94,8 @@ def describe(e: BaseException, argv: list[str] = ()) -> str:
     if type(e).__module__.startswith("submitit"):
         return _submitit_error(e)
     text = str(e)
-    m = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    # "load": an unknown option in a list of several (logger=[tensorboard,wandb])
+    m = re.search(r"Could not (?:find|load) '([\w/]+)/([^']+)'", text)
     if m:
         group, value = m.group(1), m.group(2)
         listed = re.search(r"Available options in '[^']+':\n((?:\t.*\n?)+)", text)

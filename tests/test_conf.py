@@ -65,8 +65,9 @@ SHARED_KEYS = {
     "optimizer": ["name", "lr"],
     "schedule": ["name", "unit", "warmup", "warmup_start"],
 }
-# Groups whose dataclass has no `name` field, and debug (`# @package _global_` settings).
-NAMELESS = {"regularization", "trainer", "paths", "debug"}
+# Groups whose dataclass has no `name` field (logger: a node per chosen logger), and debug
+# (`# @package _global_` settings).
+NAMELESS = {"regularization", "trainer", "paths", "logger", "debug"}
 # What conftest.TINY listed before conf/debug/tiny.yaml replaced it: debug=tiny must be the same.
 TINY_LIST = [
     "trainer.epochs=1",
@@ -114,6 +115,7 @@ def test_groups_are_the_expected_ones():
         "regularization",
         "trainer",
         "paths",
+        "logger",
         "experiment",
         "debug",
     }
@@ -127,6 +129,7 @@ def test_groups_are_the_expected_ones():
         "regularization",
         "trainer",
         "paths",
+        "logger",
         "experiment",
         "debug",
     ]
@@ -290,6 +293,7 @@ def test_groups_help_lists_every_option_with_its_description():
         "regularization (default: none)",
         "trainer (default: default)",
         "paths (default: default)",
+        "logger (default: none)",
         "experiment (default: null)",
         "debug (default: null)",
     ]
@@ -342,7 +346,7 @@ def test_runner_help_end_to_end(tmp_path):
     assert "RAN" not in out.stdout
     assert out.stdout.startswith("runner: ")
     assert groups_help(CONF) in out.stdout
-    assert 'eval "$(runner --shell-completion install=bash)"' in out.stdout
+    assert 'eval "$(runner --completion bash)"' in out.stdout
     assert not (tmp_path / "outputs").exists()
 
 

@@ -638,6 +638,7 @@ class Sweep:
             groups = set(self.config.hydra.runtime.choices)
         except Exception:  # noqa: BLE001 - no hydra.runtime.choices (a config made by hand)
             groups = set()
+        groups.add("logger")  # several at once (logger=[a,b]): Hydra lists no choice for it
         best = write_best(self.sweep_dir, summ, groups)
         plotted = False
         if self.opts.get("plot", True) and summ["best"]:
