@@ -20,6 +20,19 @@ SUBCOMMANDS = {
     "gradcheck": "runner.tools.gradcheck",
     "ensemble": "runner.tools.ensemble",
     "resume": "runner.resume",
+    "export": "runner.export.main",
+}
+
+# What each command does, one line for `runner --help` (runner.help.commands_help); a command
+# left out here is described by the first line of its module's docstring, read without
+# importing the module.
+SUBCOMMAND_HELP = {
+    "compare": "tabulate runs: the settings that differ, the metrics, a sparkline of each curve",
+    "best": "the best run's folder and overrides, for scripts",
+    "plot": "draw a run's curves.png and diagnostics.png again (a sweep's trials too)",
+    "resume": "continue a stopped run from its checkpoint, in its own folder",
+    "gradcheck": "the notes' gradient check: analytic gradient against finite differences",
+    "ensemble": "average the predictions of a sweep's top k trials and score the ensemble",
 }
 
 
@@ -29,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
         import importlib
 
         sys.exit(importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv))
+    if argv and argv[0] == "--completion":  # a shell completion script (runner.completion)
+        from runner import completion
+
+        sys.exit(completion.main(argv[1:]))
     import hydra
 
     from runner.help import register_resolver

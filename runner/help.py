@@ -7,9 +7,10 @@ notes. Hydra's `# @package` directive, where a file needs one, has to come befor
 stops reading directives at the first other comment line), so directive lines are skipped here.
 header() is the one parser of these headers (`runner --help`, scripts/lessons.py, the tests).
 
-conf/hydra/help/runner.yaml puts `${runner_groups:}` in the help template; register_resolver()
-must run before Hydra composes the config (runner.cli does it before calling the hydra.main app;
-compose() does it too).
+conf/hydra/help/runner.yaml puts `${runner_groups:}`, `${runner_commands:}` (runner.cli's
+subcommands) and `${runner_plugins:}` (sweepers, launchers) in the help template;
+register_resolver() must run before Hydra composes the config (runner.cli does it before
+calling the hydra.main app; compose() does it too).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ GROUP_ORDER = (
     "regularization",
     "trainer",
     "paths",
+    "logger",
     "experiment",
     "debug",
 )
@@ -118,6 +120,8 @@ def groups_help(conf: Path) -> str:
     out = []
     for group, opts in listing:
         default = chosen.get(group)
+        if isinstance(default, list):  # a group of several at once: logger=[a,b]
+            default = ",".join(map(str, default))
         if out:
             out.append("")
         out.append(f"{group} (default: {'null' if default is None else default})")
@@ -126,14 +130,129 @@ def groups_help(conf: Path) -> str:
     return "\n".join(out)
 
 
+# hydra/sweeper and hydra/launcher options, for `runner --help`: name -> (one line, the module
+# that must be importable for it to work, the install command when it is not). Hydra's own
+# discovery of its plugins takes ~0.6 s, so these are listed here; tests/test_terminal.py checks
+# the lists against what Hydra discovers.
+SWEEPERS = {
+    "runner": ("the default: Hydra's grid (a,b,c; range) plus logspace() and geomspace()", None),
+    "random": ("n_trials random trials (seeded): interval, tag(log,...), choice, range", None),
+    "coarse_to_fine": ("random search in stages: 16 trials of 3 epochs, then 8 of 15", None),
+    "tpe": (
+        "Optuna's TPE, learning from finished trials",
+        ("optuna", "pip install -e '.[optuna]'"),
+    ),
+    "basic": ("Hydra's own grid sweeper: no summary files, tables or best.yaml", None),
+}
+_CLUSTER = ("hydra_plugins.hydra_submitit_launcher", "pip install -e '.[cluster]'")
+LAUNCHERS = {
+    "vmap": ("the default: trials of one structure train as one jax.vmap-ed program", None),
+    "basic": ("Hydra's own: one trial after another, each with its own progress line", None),
+    "joblib": (
+        "local processes, hydra.launcher.n_jobs at a time",
+        ("hydra_plugins.hydra_joblib_launcher", "pip install -e '.[cluster]'"),
+    ),
+    "submitit_local": ("submitit jobs on this machine", _CLUSTER),
+    "submitit_slurm": ("Hydra's SLURM launcher (submitit)", _CLUSTER),
+    "slurm": ("a SLURM job array: submitit_slurm with conf/hydra/launcher/slurm.yaml", _CLUSTER),
+}
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def plugins_help() -> str:
+    """The sweepers and launchers, `hydra/sweeper=NAME  what it does`, those whose package is
+    missing marked with the command that installs it."""
+    out = []
+    for group, listing, default in (
+        ("hydra/sweeper", SWEEPERS, "runner"),
+        ("hydra/launcher", LAUNCHERS, "vmap"),
+    ):
+        if out:
+            out.append("")
+        out.append(f"{group} (default: {default})")
+        width = max(len(n) for n in listing)
+        for name, (what, needs) in listing.items():
+            if needs and not _installed(needs[0]):
+                what += f" [not installed: {needs[1]}]"
+            out.append(f"  {name.ljust(width)}  {what}")
+    return "\n".join(out)
+
+
+def _docstring_line(module: str) -> str:
+    """The first line of a module's docstring, found and parsed without importing the module
+    (its package's __init__ is imported), less a leading "`runner NAME ...`: "."""
+    import ast
+    import importlib.util
+    import re
+
+    try:
+        spec = importlib.util.find_spec(module)
+        source = Path(spec.origin).read_text(encoding="utf-8")
+        doc = ast.get_docstring(ast.parse(source)) or ""
+    except (ImportError, OSError, SyntaxError, AttributeError, ValueError):
+        return ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    return re.sub(r"^`runner [^`]*`:\s*", "", first)
+
+
+def subcommands() -> tuple[dict[str, str], dict[str, str]]:
+    """runner.cli's SUBCOMMANDS (name -> module) and SUBCOMMAND_HELP (name -> one line), read
+    from its source: runner.cli is the entry point, which nothing imports (pyproject's import
+    contracts), and both are plain dict literals."""
+    import ast
+
+    tree = ast.parse((Path(__file__).parent / "cli.py").read_text(encoding="utf-8"))
+    found = {}
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                if isinstance(t, ast.Name) and t.id in ("SUBCOMMANDS", "SUBCOMMAND_HELP"):
+                    found[t.id] = ast.literal_eval(node.value)
+    return found.get("SUBCOMMANDS", {}), found.get("SUBCOMMAND_HELP", {})
+
+
+def command_descriptions(commands=None, described=None) -> dict[str, str]:
+    """Subcommand -> one line, for every command of runner.cli.SUBCOMMANDS (or `commands`), in
+    its order: its SUBCOMMAND_HELP line, else the first line of its module's docstring."""
+    if commands is None:
+        commands, described = subcommands()
+    described = described or {}
+    return {
+        name: described.get(name) or _docstring_line(module) for name, module in commands.items()
+    }
+
+
+def commands_help(commands=None, described=None) -> str:
+    """`  NAME  what it does` for every subcommand."""
+    described = command_descriptions(commands, described)
+    width = max(len(n) for n in described)
+    return "\n".join(f"  {name.ljust(width)}  {what}".rstrip() for name, what in described.items())
+
+
 def register_resolver(conf: Path | None = None) -> None:
-    """Register the OmegaConf resolver `runner_groups` used by conf/hydra/help/runner.yaml."""
+    """Register the OmegaConf resolvers used by conf/hydra/help/runner.yaml: runner_groups,
+    runner_commands and runner_plugins."""
     from omegaconf import OmegaConf
 
     conf = Path(conf) if conf is not None else conf_dir()
     # Hydra feeds the resolved template to string.Template, where '$' starts a placeholder.
     OmegaConf.register_new_resolver(
         "runner_groups", lambda: groups_help(conf).replace("$", "$$"), replace=True
+    )
+    OmegaConf.register_new_resolver(
+        "runner_commands", lambda: commands_help().replace("$", "$$"), replace=True
+    )
+    OmegaConf.register_new_resolver(
+        "runner_plugins", lambda: plugins_help().replace("$", "$$"), replace=True
     )
 
 

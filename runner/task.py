@@ -30,11 +30,13 @@ class _JobLog:
 
     @staticmethod
     def _print(console, text: str) -> None:
+        # soft_wrap: one line per message however narrow the terminal or log, so that every line
+        # of a job starts with its job number
         if not console.is_terminal:
-            console.print(text, highlight=False)
+            console.print(text, highlight=False, soft_wrap=True)
             return
         with console.capture() as captured:
-            console.print(text, highlight=False)
+            console.print(text, highlight=False, soft_wrap=True)
         # One write, so that the sweep's redraws cannot come between clearing and printing.
         console.file.write("\r\x1b[2K" + captured.get())
         console.file.flush()
@@ -51,6 +53,20 @@ class _JobLog:
 
     def line(self, text: str) -> None:
         self._print(self.out, text)
+
+
+class _JobDisplay:
+    """A multirun job's live display (hydra/launcher=basic: the jobs take turns in this
+    process) whose warnings name the job, as a vmapped group's and a detached job's do."""
+
+    def __init__(self, display, job):
+        self._display, self._job = display, job
+
+    def warn(self, msg: str) -> None:
+        self._display.warn(f"job {self._job}: {msg}")
+
+    def __getattr__(self, name):
+        return getattr(self._display, name)
 
 
 def _job_failed(job, e: BaseException, *, trace: bool = False) -> None:
@@ -75,6 +91,12 @@ def _portable(e: BaseException) -> BaseException:
         return e
     except Exception:  # noqa: BLE001 - any failure to round-trip
         return JobError(describe(e))
+
+
+def _warn(msg: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[yellow]warning:[/] {msg}", highlight=False, soft_wrap=True)
 
 
 def _cleanup(run_dir: Path) -> None:
@@ -137,17 +159,31 @@ def task(dcfg, result=None) -> float:
                     started = True  # from here on, an error leaves a failed run, not nothing
 
                 result = runjob.train_into(
-                    run_dir, cfg, ds, display=display, job_log=job_log, on_started=on_started
+                    run_dir,
+                    cfg,
+                    ds,
+                    display=_JobDisplay(display, hc.job.num) if multirun else display,
+                    job_log=job_log,
+                    on_started=on_started,
                 )
-        from runner import app, stop
+        from runner import app, provenance, stop
 
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
         with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
+            provenance.write(run_dir, cwd=hc.runtime.cwd)  # before the final metrics.json
             app.write_run(
                 run_dir,
                 result,
                 title=" ".join(hc.overrides.task) or "defaults",
                 plot=plot and result.status != "interrupted",
+            )
+        if cfg.logger.backends:  # logger=tensorboard|mlflow: from the files just written
+            from rich.markup import escape  # a logger's error may hold [brackets]
+
+            from runner.export import after_run
+
+            after_run(
+                run_dir, cfg.logger, lambda m: (job_log.warn if job_log else _warn)(escape(m))
             )
     except ConfigError as e:
         if started or multirun:
@@ -181,7 +217,7 @@ def task(dcfg, result=None) -> float:
             f"job {hc.job.num}: {m['status']}, best {m['monitor']} "
             f"{m.get('best_' + m['monitor'])}, {run_dir}"
         )
-        job_log.line(line) if job_log else console.print(line, highlight=False)
+        job_log.line(line) if job_log else console.print(line, highlight=False, soft_wrap=True)
     else:
         from runner.progress import summary_line, summary_table
 

@@ -73,10 +73,12 @@ def test_single_run_with_overrides_writes_its_directory(tmp_path):
         "epoch",
         "step",
         "lr",
+        "lr_next",
         "train_loss",
         "train_acc",
         "val_loss",
         "val_acc",
+        "max_step_loss",
         "grad_norm",
         "time",
     ]

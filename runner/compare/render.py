@@ -156,6 +156,46 @@ def _fit(widths: list[int], mins: list, available: int, gap: int) -> list[int]:
     return widths
 
 
+def _mins(columns, texts) -> list:
+    """How narrow each column may become in a terminal (None: not at all)."""
+    return [
+        14
+        if c.kind == "id"
+        else max([6] + [len(t[j]) for t in texts])
+        if c.kind == "param"
+        else None
+        for j, c in enumerate(columns)
+    ]
+
+
+def _fit_terminal(columns, texts, widths, available: int, gap: int, notes: list) -> list[int]:
+    """The columns that fit a terminal `available` wide, in order. A table too wide first gives
+    up its reason column (each reason then goes to `notes` as `id: reason`, whole), then the
+    columns from the right that still do not fit (the id and status always stay)."""
+    keep = list(range(len(columns)))
+    mins = _mins(columns, texts)
+
+    def width(ks):
+        fitted = _fit([widths[k] for k in ks], [mins[k] for k in ks], available, gap)
+        return sum(fitted) + gap * (len(ks) - 1)
+
+    if width(keep) <= available:
+        return keep
+    ids = [j for j, c in enumerate(columns) if c.kind == "id"]
+    for j, c in enumerate(columns):
+        if c.name == "reason" and c.kind == "text":
+            keep.remove(j)
+            for n, t in enumerate(texts, 1):
+                if t[j]:
+                    notes.append(f"{t[ids[0]] if ids else n}: {t[j]}")
+    for j in reversed(list(keep)):
+        if width(keep) <= available:
+            break
+        if columns[j].kind not in ("id", "status"):
+            keep.remove(j)
+    return keep
+
+
 def _clip(text: str, width: int, left: bool = False) -> str:
     """Cut to width with an ellipsis: on the left for ids and dotted names (their end tells
     them apart: …/12-00-00/7, …izer.lr)."""
@@ -167,27 +207,37 @@ def _clip(text: str, width: int, left: bool = False) -> str:
 def render_table(columns, rows, precision: int, caption: str = "", file=None) -> None:
     """Aligned columns under a rule. Laid out here rather than with rich.Table, which is slow
     for a thousand rows (docs/performance.md); rich only styles the text when writing to a
-    terminal. Piped output is plain text as wide as it needs; in a terminal, text columns are
-    narrowed (…) to fit."""
+    terminal. Piped output is plain text as wide as it needs, one line per row; in a terminal
+    every line fits its width (a terminal would break a longer one into fragments): ids are
+    narrowed (…), the reason column becomes one `id: reason` line per run under the table, and
+    the columns that still do not fit are left out, named in the caption."""
     file = file or sys.stdout
     gap = 2
     texts = [[_text(c, x, precision) for c, x in zip(columns, row)] for row in rows]
     widths = [max([len(c.name)] + [len(t[j]) for t in texts]) for j, c in enumerate(columns)]
-    right = [c.kind in ("metric", "n") for c in columns]
     console = None
+    notes: list[str] = []
     if getattr(file, "isatty", lambda: False)():
         from rich.console import Console
 
         console = Console(file=file, highlight=False)
-        mins = [
-            14
-            if c.kind == "id"
-            else max([6] + [len(t[j]) for t in texts])
-            if c.kind == "param"
-            else None
-            for j, c in enumerate(columns)
-        ]
-        widths = _fit(widths, mins, console.width, gap)
+        keep = _fit_terminal(columns, texts, widths, console.width, gap, notes)
+        if len(keep) < len(columns):
+            left_out = [
+                c.name for j, c in enumerate(columns) if j not in keep and c.name != "reason"
+            ]
+            if left_out:
+                caption += (
+                    ("; " if caption else "")
+                    + f"not shown at this width: {', '.join(left_out)} (--drop, a wider "
+                    "terminal or a pipe shows them)"
+                )
+            columns = [columns[j] for j in keep]
+            rows = [[r[j] for j in keep] for r in rows]
+            texts = [[t[j] for j in keep] for t in texts]
+        widths = [max([len(c.name)] + [len(t[j]) for t in texts]) for j, c in enumerate(columns)]
+        widths = _fit(widths, _mins(columns, texts), console.width, gap)
+    right = [c.kind in ("metric", "n") for c in columns]
     left = [c.kind in ("id", "param") for c in columns]
 
     def line(cells):
@@ -229,6 +279,8 @@ def render_table(columns, rows, precision: int, caption: str = "", file=None) ->
         text.append("\n")
         if n == 0:
             text.append(rule + "\n", style="dim")
+    for note in notes:
+        text.append(note + "\n")
     if caption:
         text.append(caption + "\n", style="dim")
     console.print(text, end="", soft_wrap=True)

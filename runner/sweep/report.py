@@ -384,46 +384,83 @@ def _fmt(v, digits=3) -> str:
     return "-" if v is None else str(v)
 
 
-def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
-    top = [
+STAGE_STYLES = ("--", ":", "-.")  # earlier stages; the last stage is drawn solid
+
+
+def _top_per_stage(summ: dict, k: int) -> list[dict]:
+    """The k best completed trials, or with coarse-to-fine stages the k best of each stage
+    (the coarse stage's short curves next to the fine stage's long ones)."""
+    done = [
         r
         for r in ranked(summ["trials"], summ["mode"])
         if r["status"] == "completed" and r["objective"] is not None and r.get("dir")
-    ][:k]
+    ]
+    stages = sorted({r.get("stage", 1) for r in done})
+    return [r for s in stages for r in [x for x in done if x.get("stage", 1) == s][:k]]
+
+
+def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
+    """topk.png: validation loss (from epoch 0, the untrained network; log axis when it spans
+    over 10x) and metric against epoch of the k best trials, of each stage for a
+    coarse-to-fine sweep (earlier stages dashed/dotted, the last solid, "stage N" in the
+    legend, which sits outside the panels). False when no trial has curves."""
     curves = []
-    for r in top:
+    for r in _top_per_stage(summ, k):
         got = rundir.read_curves(r["dir"])
         if got.ok and got.data.rows and "epoch" in got.data.fields:
-            curves.append((r, got.data.rows))
+            rows = [x for x in got.data.rows if math.isfinite(x["epoch"])]
+            m = rundir.read_metrics(r["dir"])
+            start = (m.data or {}).get("initial_val_loss") if m.ok else None
+            if rows:
+                curves.append((r, rows, start))
     if not curves:
         return False
-    from runner.plots import pyplot, save_png
+    from runner.plots import log_scale_if_wide, pyplot, save_png
 
     plt = pyplot()
     metric = next((m for m in ("acc", "rmse") if f"val_{m}" in curves[0][1][0]), None)
     panels = [("val_loss", "validation loss")] + (
         [(f"val_{metric}", f"validation {metric}")] if metric else []
     )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    labels = _labels([r for r, _ in curves])
-    for (_, rows), label in zip(curves, labels):
+    stages = sorted({r.get("stage", 1) for r, _, _ in curves})
+    style = {s: STAGE_STYLES[i % len(STAGE_STYLES)] for i, s in enumerate(stages[:-1])}
+    style[stages[-1]] = "-"
+    fig, axes = plt.subplots(
+        1,
+        len(panels),
+        figsize=(4.8 * len(panels) + 2.6, 4.2),
+        squeeze=False,
+        sharex=True,  # the loss starts at epoch 0, the metric at 1
+        layout="constrained",
+    )
+    labels = _labels([r for r, _, _ in curves])
+    for i, ((r, rows, start), label) in enumerate(zip(curves, labels)):
+        stage = r.get("stage", 1)
+        if len(stages) > 1:
+            label = f"stage {stage}, {label}"
         for ax, (key, _) in zip(axes[0], panels):
-            ax.plot(
-                [x["epoch"] for x in rows],
-                [x.get(key, float("nan")) for x in rows],
-                marker=".",
-                label=label,
-            )
+            xs = [int(x["epoch"]) for x in rows]
+            ys = [x.get(key, float("nan")) for x in rows]
+            if key == "val_loss" and isinstance(start, (int, float)) and 0 not in xs:
+                xs, ys = [0, *xs], [start, *ys]
+            marker = "." if style[stage] == "-" else "x"
+            ax.plot(xs, ys, marker=marker, ms=5, ls=style[stage], color=f"C{i % 10}", label=label)
     from matplotlib.ticker import MaxNLocator
 
-    for ax, (_, title) in zip(axes[0], panels):
+    for ax, (key, title) in zip(axes[0], panels):
+        if key in ("val_loss", "val_rmse"):
+            log_scale_if_wide(ax, [y for line in ax.lines for y in line.get_ydata()])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle(f"top {len(curves)} trials by {summ['monitor']} ({summ['mode']})")
-    save_png(fig, Path(sweep_dir) / "topk.png", tight=True)
+    fig.legend(handles=axes[0][0].get_lines(), loc="outside right upper", fontsize=7)
+    top = f"top {len(curves)} trials"
+    if len(stages) > 1:
+        top = f"top {k} completed trials of each of {len(stages)} stages"
+    fig.suptitle(f"{top} by {summ['monitor']} ({summ['mode']})", fontsize=10)
+    save_png(fig, Path(sweep_dir) / "topk.png")
     return True
 
 
@@ -443,9 +480,58 @@ def _objective_cell(r: dict) -> str:
     return s
 
 
-def tables(summ: dict) -> list:
+def _labels_of(params: list[str]) -> list[str]:
+    """Column headers: each setting's shortest dotted suffix that no other one ends with
+    (optimizer.lr -> lr, regularization.weight_decay -> weight_decay)."""
+    out = []
+    for p in params:
+        parts = p.split(".")
+        for n in range(1, len(parts) + 1):
+            label = ".".join(parts[-n:])
+            if not any(q != p and (q == label or q.endswith("." + label)) for q in params):
+                break
+        out.append(label)
+    return out
+
+
+def _fitted_table(headers, rows, right, width, fixed):
+    """A rich Table of `rows` (cells: rich markup) under `headers`, every cell on one line.
+    With `width`, the columns from the right that do not fit it are left out (never the first
+    `fixed`); returns (table, headers left out)."""
+    from rich import box
+    from rich.console import Console
+    from rich.measure import Measurement
     from rich.table import Table
 
+    def build(ks):
+        t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+        for k in ks:
+            t.add_column(
+                headers[k],
+                justify="right" if right[k] else "left",
+                no_wrap=True,
+                overflow="ellipsis",
+            )
+        for r in rows:
+            t.add_row(*[r[k] for k in ks])
+        return t
+
+    keep = list(range(len(headers)))
+    t = build(keep)
+    if width:
+        wide = Console(width=10**4)  # measuring only
+        while len(keep) > fixed and Measurement.get(wide, wide.options, t).maximum > width:
+            keep.pop()
+            t = build(keep)
+    return t, [h for k, h in enumerate(headers) if k not in keep]
+
+
+def tables(summ: dict, width: int | None = None) -> list:
+    """The closing report: rich Tables and plain lines (str: titles, the errors and reasons
+    under the table), in order. Every cell stays on one line; an error or reason is a line of
+    its own under the table; with `width` (the console's), the columns that do not fit are left
+    out and named. So a narrow terminal or a pipe (80 columns) never breaks a row or a reason
+    into fragments; summary.csv has everything."""
     rows = summ["trials"]
     monitor = summ["monitor"] or "objective"
     c = summ["counts"]
@@ -459,73 +545,66 @@ def tables(summ: dict) -> list:
         + (f", {c['pending'] + c['running']} not run" if c["pending"] + c["running"] else "")
         + f"; sorted by {monitor} ({summ['mode']})"
     )
-    t = Table(title=title, title_justify="left")
-
-    def col(name, width=None, **kw):  # short columns stay readable; the error column wraps
-        t.add_column(name, min_width=width or min(len(name), 12), **kw)
-
-    col("#", justify="right")
-    col("job", justify="right")
-    if staged:
-        col("stage", justify="right")
-    col("status", 9)
-    col(monitor + (" (cv)" if any(r.get("cv_folds") for r in rows) else ""), justify="right")
-    for p in params:
-        col(p, justify="right")
-    col("epochs", justify="right")
-    col("time", justify="right")
-    errors = any(r.get("error") or r.get("reason") for r in rows)
-    if errors:
-        t.add_column("error / reason", overflow="fold", max_width=48)
+    objective = monitor + (" (cv)" if any(r.get("cv_folds") for r in rows) else "")
+    headers = ["#", "job"] + (["stage"] if staged else []) + ["status", objective]
+    headers += _labels_of(params) + ["epochs", "time"]
+    right = [h != "status" for h in headers]
     order = ranked(rows, summ["mode"])
+    cells, notes = [], []
     for i, r in enumerate(order[:MAX_ROWS], 1):
         colour = COLOURS.get(r["status"], "dim")
-        cells = [str(i), str(r["job"])] + ([str(r["stage"])] if staged else [])
-        cells += [f"[{colour}]{r['status']}[/]", _objective_cell(r)]
-        cells += [_fmt(r["params"].get(p), 4) for p in params]
+        row = [str(i), str(r["job"])] + ([str(r["stage"])] if staged else [])
+        row += [f"[{colour}]{r['status']}[/]", _objective_cell(r)]
+        row += [_fmt(r["params"].get(p), 4) for p in params]
         ep = f"{r['epochs_run']}/{r['epochs']}" if r.get("epochs_run") is not None else "-"
-        cells += [ep, f"{r['wall_time']:.1f}s" if finite(r.get("wall_time")) else "-"]
-        if errors:
-            err = r.get("error") or r.get("reason") or ""
-            cells.append(err if len(err) <= 60 else err[:59] + "…")
-        t.add_row(*cells)
+        row += [ep, f"{r['wall_time']:.1f}s" if finite(r.get("wall_time")) else "-"]
+        cells.append(row)
+        err = r.get("error") or r.get("reason")
+        if err:
+            notes.append(f"job {r['job']} {r['status']}: {' '.join(str(err).split())}")
+    t, left_out = _fitted_table(headers, cells, right, width, len(headers) - len(params) - 2)
+    out = [title, t, *notes]
     if len(order) > MAX_ROWS:
-        t.caption = f"... {len(order) - MAX_ROWS} more rows in summary.csv"
-    out = [t]
+        out.append(f"... {len(order) - MAX_ROWS} more rows in summary.csv")
     groups = summ["groups"]
     if groups:
         g_params = [p for p in params if p != "seed"]
-        gt = Table(
-            title=f"over seeds: {monitor} mean ± std, n completed/trials", title_justify="left"
-        )
-        gt.add_column("#", justify="right")
-        for p in g_params:
-            gt.add_column(p, justify="right")
-        gt.add_column("mean ± std", justify="right")
-        gt.add_column("n", justify="right")
-        gt.add_column("jobs")
-        for i, g in enumerate(groups[:MAX_ROWS], 1):
-            ms = "-" if g["mean"] is None else f"{g['mean']:.4g} ± {g['std']:.2g}"
-            gt.add_row(
+        g_headers = ["#", "mean ± std", "n", *_labels_of(g_params), "jobs"]
+        g_cells = [
+            [
                 str(i),
-                *[_fmt(g["params"].get(p), 4) for p in g_params],
-                ms,
+                "-" if g["mean"] is None else f"{g['mean']:.4g} ± {g['std']:.2g}",
                 f"{g['n']}/{g['n_trials']}",
+                *[_fmt(g["params"].get(p), 4) for p in g_params],
                 ",".join(map(str, g["jobs"])),
-            )
-        out.append(gt)
+            ]
+            for i, g in enumerate(groups[:MAX_ROWS], 1)
+        ]
+        gt, g_left_out = _fitted_table(
+            g_headers, g_cells, [h != "jobs" for h in g_headers], width, 3
+        )
+        left_out += [h for h in g_left_out if h not in left_out]
+        out += [f"over seeds: {monitor} mean ± std, n completed/trials", gt]
+    if left_out:
+        out.append(f"not shown at this width: {', '.join(left_out)} (summary.csv has them)")
     return out
 
 
 def print_report(console, summ: dict, sweep_dir, best, plotted: bool) -> None:
     """The end of a sweep: the tables, the best trial and how to rerun it, the files."""
     console.print()
-    for t in tables(summ):
-        console.print(t)
+    for t in tables(summ, console.width):
+        if isinstance(t, str):  # one line each, whatever the width (a terminal wraps it whole)
+            console.print(t, markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(t)
     if best:
         overrides, what = best
-        console.print(what, highlight=False)
-        console.print(f"rerun: {command_line(overrides)}", highlight=False, soft_wrap=True)
+        console.print(what, highlight=False, soft_wrap=True)
+        # markup=False: an override such as logger=[tensorboard,mlflow] is not a rich tag
+        console.print(
+            f"rerun: {command_line(overrides)}", markup=False, highlight=False, soft_wrap=True
+        )
     files = (
         ["trials.json", "summary.json", "summary.csv"]
         + (["best.yaml"] if best else [])
