@@ -194,11 +194,12 @@ def _finite(v) -> float:
     return v if math.isfinite(v) else math.nan
 
 
-def log_scale_if_wide(ax, values) -> bool:
+def log_scale_if_wide(ax, values, span: float = LOG_SPAN) -> bool:
     """Put `ax`'s y axis on a log scale when the finite `values` are all positive and span
-    more than LOG_SPAN (a loss falling from 2.3 to 0.01 is a line at 0 otherwise)."""
+    more than `span` (a loss falling from 2.3 to 0.01 is a line at 0 otherwise; span=1: log
+    whenever they are positive and not all equal)."""
     vals = [v for v in map(_finite, values) if not math.isnan(v)]
-    wide = bool(vals) and min(vals) > 0 and max(vals) > LOG_SPAN * min(vals)
+    wide = bool(vals) and min(vals) > 0 and max(vals) > span * min(vals)
     if wide:
         ax.set_yscale("log")
     return wide

@@ -448,8 +448,8 @@ def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
     from matplotlib.ticker import MaxNLocator
 
     for ax, (key, title) in zip(axes[0], panels):
-        if key in ("val_loss", "val_rmse"):
-            log_scale_if_wide(ax, [y for line in ax.lines for y in line.get_ydata()])
+        if key in ("val_loss", "val_rmse"):  # always log: the top trials differ in decades
+            log_scale_if_wide(ax, [y for line in ax.lines for y in line.get_ydata()], span=1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel(title)
