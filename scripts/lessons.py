@@ -1204,21 +1204,38 @@ def lesson_learning_rate(jobs, png):
                 f"{fmt(good.m('best_val_acc'))}",
             )
         )
-        parts.append(
-            (
-                high.m("status") == "completed" and high.m("best_val_acc", 1) < 0.5,
-                f"lr {float(high.o('optimizer.lr')):g}: first-epoch loss "
-                f"{fmt(high.curves[0]['train_loss'] if high.curves else None, '.3g')}, then "
-                f"stuck at {fmt(high.m('final_train_loss'))} (accuracy "
-                f"{fmt(high.m('best_val_acc'))}"
-                + (
-                    f", {100 * high.extra['dead']:.0f}% dead units"
-                    if high.extra.get("dead") is not None
-                    else ""
-                )
-                + ")",
-            )
+        first = high.curves[0]["train_loss"] if high.curves else None
+        caught = (  # stopped by a single update's loss while the epoch's mean stayed under 3x
+            high.m("status") == "diverged"
+            and "step training loss" in (high.m("diverged_reason", "") or "")
+            and first is not None
+            and first < 3 * high.m("initial_train_loss", 0)
         )
+        if caught:
+            parts.append(
+                (
+                    True,
+                    f"lr {float(high.o('optimizer.lr')):g}: first-epoch mean loss "
+                    f"{fmt(first, '.3g')} (under 3 x initial {fmt(high.m('initial_train_loss'))}), "
+                    f"stopped by the per-step check: {high.m('diverged_reason')}",
+                )
+            )
+        else:
+            parts.append(
+                (
+                    high.m("status") == "completed" and high.m("best_val_acc", 1) < 0.5,
+                    f"lr {float(high.o('optimizer.lr')):g}: first-epoch loss "
+                    f"{fmt(high.curves[0]['train_loss'] if high.curves else None, '.3g')}, then "
+                    f"stuck at {fmt(high.m('final_train_loss'))} (accuracy "
+                    f"{fmt(high.m('best_val_acc'))}"
+                    + (
+                        f", {100 * high.extra['dead']:.0f}% dead units"
+                        if high.extra.get("dead") is not None
+                        else ""
+                    )
+                    + ")",
+                )
+            )
         reason = boom.m("diverged_reason", "") or ""
         parts.append(
             (
