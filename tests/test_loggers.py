@@ -319,3 +319,18 @@ def test_trials_finishing_at_once_share_one_parent_run(store, client, tmp_path):
     assert len(set(ids)) == 1
     assert json.loads((sweep / PARENT).read_text()) == {store: ids[0]}
     assert [r.info.run_id for r in _runs(client, "parallel")] == ids[:1]
+
+
+def test_every_run_status_has_an_hparams_session_status():
+    """A run stopped by Ctrl-C is logged too: every status a run can end with maps to a value
+    of the HParams plugin's Status enum (it has no ABORTED)."""
+    pytest.importorskip("tensorboardX")
+    from tensorboardX.proto.api_pb2 import Status
+
+    from runner import rundir
+    from runner.export import tensorboard as tb
+
+    for status in (*tb.STATUS, *rundir.LIFECYCLE):
+        summary = tb._session_end(status)
+        assert summary.value, status
+    assert Status.Name(Status.Value(tb.STATUS["interrupted"])) == "STATUS_UNKNOWN"

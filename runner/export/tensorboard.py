@@ -29,7 +29,8 @@ STATUS = {
     "completed": "STATUS_SUCCESS",
     "diverged": "STATUS_FAILURE",
     "failed": "STATUS_FAILURE",
-    "interrupted": "STATUS_ABORTED",
+    # The plugin has no "aborted"; an interrupted run can still be resumed (and sent again).
+    "interrupted": "STATUS_UNKNOWN",
 }
 SKIP_CURVES = ("epoch", "step")
 DIAG_KEYS = ("epoch", "layer")
