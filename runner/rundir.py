@@ -501,6 +501,22 @@ def read_overrides(run_dir) -> Read:
     return Read([str(x) for x in ov])
 
 
+def run_dirs_under(root) -> list[Path]:
+    """Run folders (those with .hydra/) at or under `root`, in walk order; hidden folders and
+    the inside of a run folder are not searched (runner compare and runner export)."""
+    root = Path(root)
+    if (root / HYDRA_DIR).is_dir():
+        return [root]
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        if HYDRA_DIR in dirnames:
+            found.append(Path(dirpath))
+            dirnames[:] = []
+            continue
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+    return found
+
+
 def has_best(run_dir) -> bool:
     """Whether the run has best weights for load_best: best_params.npz, or else the best epoch
     kept in checkpoint.npz (a run killed before it wrote its final files)."""

@@ -4,8 +4,10 @@ so compiled programs are shared) and tiny user data files."""
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,24 @@ def run_inprocess(overrides=(), tiny=True):
     with cache_in(cfg.paths):  # as runner.task loads it
         ds = load_dataset(cfg.data)
     return cfg, run(cfg, ds)
+
+
+def run_main(args, cwd=None):
+    """`runner compare|best|plot ARGS` in-process (runner.compare.main.main): (exit code,
+    stdout, stderr)."""
+    from runner.compare.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = sys.stdout, sys.stderr, os.getcwd()
+    sys.stdout, sys.stderr = out, err
+    try:
+        if cwd:
+            os.chdir(cwd)
+        code = main(list(args))
+    finally:
+        sys.stdout, sys.stderr = old[0], old[1]
+        os.chdir(old[2])
+    return code, out.getvalue(), err.getvalue()
 
 
 def write_idx(folder: Path, n_train=60, n_test=20, gz=False):

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_main
 from omegaconf import OmegaConf
 
 from runner import rundir
-from runner.compare.main import main
 from runner.compare.render import sparkline
 from runner.fastyaml import parse_config
 
@@ -157,21 +157,6 @@ def sweep(tmp_path):
                 n += 1
     (root / "multirun.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
     return tmp_path, root, jobs
-
-
-def run_main(args, cwd=None):
-    """main(argv) in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr, os.getcwd()
-    sys.stdout, sys.stderr = out, err
-    try:
-        if cwd:
-            os.chdir(cwd)
-        code = main(list(args))
-    finally:
-        sys.stdout, sys.stderr = old[0], old[1]
-        os.chdir(old[2])
-    return code, out.getvalue(), err.getvalue()
 
 
 def as_csv(args, cwd=None) -> list[dict]:

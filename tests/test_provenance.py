@@ -6,7 +6,6 @@ that run, with a missing and a damaged provenance.json."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import platform
@@ -19,10 +18,9 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose
+from conftest import TINY, compose, run_main
 
 from runner import provenance, rundir
-from runner.compare.main import main
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="no git")
 
@@ -49,20 +47,6 @@ def repo(tmp_path):
     provenance.clear_cache()
     yield r
     provenance.clear_cache()
-
-
-def run_main(args, cwd=None):
-    out, err = io.StringIO(), io.StringIO()
-    old = sys.stdout, sys.stderr, os.getcwd()
-    sys.stdout, sys.stderr = out, err
-    try:
-        if cwd:
-            os.chdir(cwd)
-        code = main(list(args))
-    finally:
-        sys.stdout, sys.stderr = old[0], old[1]
-        os.chdir(old[2])
-    return code, out.getvalue(), err.getvalue()
 
 
 # --- collect() -------------------------------------------------------------------------------

@@ -255,16 +255,7 @@ def find_run_dirs(root: Path) -> list[Path]:
             if _is_run(parent):
                 return [parent]
         raise ResultsError(f"{root}: not a run directory (a run has a .hydra/ folder)")
-    if _is_run(root):
-        return [root]
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        if rundir.HYDRA_DIR in dirnames:
-            found.append(Path(dirpath))
-            dirnames[:] = []
-            continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-    return found
+    return rundir.run_dirs_under(root)
 
 
 def load_runs(paths) -> list[Run]:

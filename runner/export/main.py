@@ -8,7 +8,6 @@ one warning line and is skipped; the others are sent. Exit codes: 0 all sent, 1 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -51,17 +50,8 @@ def run_dirs(root: Path) -> list[Path]:
 
     from runner import rundir
 
-    if (root / rundir.HYDRA_DIR).is_dir():
-        return [root]
-    found = []
-    for dirpath, dirnames, _ in os.walk(root):
-        if rundir.HYDRA_DIR in dirnames:
-            found.append(Path(dirpath))
-            dirnames[:] = []
-            continue
-        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
     key = lambda p: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
-    return sorted(found, key=key)
+    return sorted(rundir.run_dirs_under(root), key=key)
 
 
 def _backends(text: str) -> list[str]:
