@@ -69,6 +69,8 @@ class Programs:
         self.run_once = frozenset(run_once)
         self.draws_init = frozenset(draws_init)
         self.stats = ProgramStats()
+        # Which XLA options a program is compiled with (see compile_options); replaceable.
+        self.options_for: Callable[..., jax.stages.CompilerOptions | None] = self.compile_options
         self._cache: OrderedDict[Hashable, jax.stages.Compiled] = OrderedDict()
 
     def __len__(self) -> int:
@@ -78,6 +80,14 @@ class Programs:
         """The spec fn is keyed and compiled with: spec itself for the functions that draw
         initial weights, spec.without_init() for every other one."""
         return spec if fn in self.draws_init else spec.without_init()
+
+    def compile_options(
+        self, fn: Callable, spec: Spec, args: tuple
+    ) -> jax.stages.CompilerOptions | None:
+        """XLA's options for jax.jit(fn)(spec, *args): QUICK for a run-once program on CPU, else
+        None (XLA's defaults). `spec` is the one the program is keyed with (spec_for)."""
+        del spec, args
+        return QUICK if fn in self.run_once and jax.default_backend() == "cpu" else None
 
     def get(
         self, fn: Callable, spec: Spec, *args: Any, static: tuple[tuple[str, Hashable], ...] = ()
@@ -93,8 +103,7 @@ class Programs:
             return exe, 0.0
         t0 = time.perf_counter()
         jitted = jax.jit(partial(fn, spec, **dict(static)))
-        quick = fn in self.run_once and jax.default_backend() == "cpu"
-        exe = jitted.lower(*args).compile(QUICK if quick else None)
+        exe = jitted.lower(*args).compile(self.options_for(fn, spec, args))
         dt = time.perf_counter() - t0
         self._cache[key] = exe
         self.stats.compiles += 1
