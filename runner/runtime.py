@@ -1,7 +1,7 @@
 """Process set-up done before JAX starts or Hydra composes: XLA's host device count, JAX's
 persistent compilation cache, the `unique_dir` resolver behind hydra.run.dir, the folders of
-conf/paths (folder()), and the tag that tells a launcher's job process from the `runner` command
-that started it."""
+conf/paths (folder()), the tag that tells a launcher's job process from the `runner` command
+that started it, and the garbage collector paused for a single run's start-up (pause_gc)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,36 @@ def host_devices() -> None:
     if "xla_force_host_platform_device_count" not in flags:
         count = f"--xla_force_host_platform_device_count={os.cpu_count() or 1}"
         os.environ["XLA_FLAGS"] = f"{flags} {count}".strip()
+
+
+# A single run's start-up (importing Hydra, JAX, optax; composing the config) builds ~130k
+# objects that live as long as the process, and the collector's ~350 young and 2 full
+# collections of a default run walked them for 0.2-0.3 s of its ~3 s (0.01 s now; 2-core machine,
+# docs/performance.md). runner.cli pauses the collector from its start;
+# runner.task resumes it before training, after moving what start-up built to the collector's
+# permanent generation, which later collections skip.
+_GC_PAUSED: list[bool] = []
+
+
+def pause_gc() -> None:
+    """Stop the cyclic garbage collector until resume_gc() (a single run's start-up)."""
+    import gc
+
+    if gc.isenabled() and not _GC_PAUSED:
+        gc.disable()
+        _GC_PAUSED.append(True)
+
+
+def resume_gc() -> None:
+    """End pause_gc(): freeze what the process holds (gc.freeze; the ~10k garbage objects that
+    start-up leaves go with it, never collected: a one-off) and collect again from here. A
+    no-op where nothing paused the collector (runner resume, a sweep, the tests)."""
+    if _GC_PAUSED:
+        import gc
+
+        _GC_PAUSED.clear()
+        gc.freeze()
+        gc.enable()
 
 
 _CLAIMED: dict[str, str] = {}
@@ -94,10 +124,18 @@ def enable_compilation_cache(paths=None) -> None:
     """Reuse compiled programs across processes: a repeated `runner` command skips most of its
     compile time. `paths` is the run's config's (cfg.paths: paths.jax_cache, `off` for none);
     None only where no config exists (see folder()). JAX skips programs that compile in under
-    1 s unless the threshold is lowered, and most of ours are that small."""
+    1 s unless the threshold is lowered, and most of ours are that small.
+
+    It also gives the process's programs (runner.core.train.PROGRAMS) runner's store of
+    executables, in a folder of JAX's (runner.progstore): a structure seen before then skips
+    tracing and lowering too. RUNNER_PROGRAM_STORE=off leaves that store out alone."""
     import jax
 
+    from runner import progstore
+    from runner.core import train
+
     path = folder(paths, "jax_cache")
+    train.PROGRAMS.store = progstore.open_store(path)  # None when off: a later command's choice
     if path is None:
         return
     jax.config.update("jax_compilation_cache_dir", path)

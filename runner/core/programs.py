@@ -11,10 +11,18 @@ differ only in hyperparameters and seeds share one program. Two rules refine the
   their training and evaluation programs.
 - Run-once programs (`run_once`: initial weights, evaluations before and after training) are
   compiled without LLVM's optimisations on CPU: most of their compile time, none of their run
-  time matters (docs/performance.md).
+  time matters (docs/performance.md). spec.compile (trainer.compile) overrides this, and
+  `options_for` can be replaced (runner.core.train installs one that also compiles a small
+  model's epoch program that way).
 
 The cache holds at most `max_programs` executables and evicts the least recently used one;
-`stats` counts compiles, hits, evictions and seconds spent compiling.
+`stats` counts compiles, hits, loads, evictions and seconds spent compiling and loading.
+
+An optional `store` (a ProgramStore: runner.progstore's, installed by
+runner.runtime.enable_compilation_cache) keeps executables across processes: on a miss in
+memory, get() asks it first and loads the executable without tracing; what it compiles it hands
+to the store. The core names the program (store_key); the store adds what the program depends on
+outside it (versions, sources, devices) and does the file I/O.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +41,16 @@ import jax.numpy as jnp
 from runner.core.spec import Spec
 
 DEFAULT_MAX_PROGRAMS = 128
-# XLA's options for a run-once program on CPU: no LLVM optimisations.
-QUICK: jax.stages.CompilerOptions = {"xla_backend_optimization_level": "0"}
+# XLA's options for a run-once program on CPU: no LLVM optimisations, and XLA's older fusion
+# emitters, whose code compiles in about half the time (docs/performance.md).
+QUICK: jax.stages.CompilerOptions = {
+    "xla_backend_optimization_level": "0",
+    "xla_cpu_use_fusion_emitters": False,
+}
+# XLA's options for a per-epoch program compiled fast (trainer.compile): no LLVM optimisations,
+# but the default fusion emitters: with the older ones a diverged vmapped member's garbage
+# numbers drift from its run alone's by more than float tolerance.
+FAST: jax.stages.CompilerOptions = {"xla_backend_optimization_level": "0"}
 
 
 @dataclass
@@ -41,7 +58,9 @@ class ProgramStats:
     compiles: int = 0  # executables built
     hits: int = 0  # gets answered from the cache
     evictions: int = 0  # executables dropped to stay within max_programs
-    compile_seconds: float = 0.0  # wall time spent lowering and compiling
+    compile_seconds: float = 0.0  # wall time spent lowering, compiling (and storing)
+    loaded: int = 0  # executables loaded from the store, without tracing
+    load_seconds: float = 0.0  # wall time spent looking up and loading them
 
 
 def signature(args: tuple) -> Hashable:
@@ -51,6 +70,66 @@ def signature(args: tuple) -> Hashable:
     return tree, tuple(
         (jnp.shape(a), jnp.result_type(a), getattr(a, "sharding", None)) for a in leaves
     )
+
+
+def _sharding_text(sharding: Any) -> str:
+    if sharding is None:
+        return "host"
+    mesh = getattr(sharding, "mesh", None)
+    ids = (
+        mesh.device_ids.tolist() if mesh is not None else sorted(d.id for d in sharding.device_set)
+    )
+    return f"{sharding!r} on {ids}"
+
+
+def signature_text(args: tuple) -> str:
+    """signature(args) as text that is the same in every process: the tree structure, and each
+    leaf's shape, dtype, weak type and sharding with the ids of its devices."""
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    return "\n".join(
+        [str(tree)]
+        + [
+            f"{jnp.shape(a)} {jnp.result_type(a)} weak={getattr(a, 'weak_type', False)} "
+            + _sharding_text(getattr(a, "sharding", None))
+            for a in leaves
+        ]
+    )
+
+
+def store_key(
+    fn: Callable,
+    spec: Spec,
+    static: tuple[tuple[str, Hashable], ...],
+    args: tuple,
+    options: jax.stages.CompilerOptions | None,
+) -> str | None:
+    """The text that names the program jax.jit(fn)(spec, *args, **dict(static)) compiled with
+    `options` across processes, or None when it has no such name: a lambda or a local function
+    (two of them may share a name), a spec or static argument whose text holds an address."""
+    name = f"{getattr(fn, '__module__', None)}:{getattr(fn, '__qualname__', '<?>')}"
+    key = "\n".join(
+        (
+            name,
+            repr(spec),
+            repr(static),
+            repr(sorted(options.items())) if options else "default options",
+            signature_text(args),
+        )
+    )
+    return None if "<" in name or " at 0x" in key else key
+
+
+class ProgramStore(Protocol):
+    """Executables kept across processes (runner.progstore.ProgramStore). `key` is store_key's
+    text; a store must answer None, never raise, for anything it cannot load."""
+
+    def load(self, fn: Callable, key: str) -> jax.stages.Compiled | None: ...
+
+    def save(self, fn: Callable, key: str, exe: jax.stages.Compiled) -> None: ...
+
+    def compiling(self) -> AbstractContextManager[Any]:
+        """The context a program to be saved is compiled in."""
+        ...
 
 
 class Programs:
@@ -72,6 +151,8 @@ class Programs:
         # Which XLA options a program is compiled with (see compile_options); replaceable.
         self.options_for: Callable[..., jax.stages.CompilerOptions | None] = self.compile_options
         self._cache: OrderedDict[Hashable, jax.stages.Compiled] = OrderedDict()
+        # Executables across processes (see the module docstring); None: compile each process.
+        self.store: ProgramStore | None = None
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -84,15 +165,21 @@ class Programs:
     def compile_options(
         self, fn: Callable, spec: Spec, args: tuple
     ) -> jax.stages.CompilerOptions | None:
-        """XLA's options for jax.jit(fn)(spec, *args): QUICK for a run-once program on CPU, else
-        None (XLA's defaults). `spec` is the one the program is keyed with (spec_for)."""
-        del spec, args
-        return QUICK if fn in self.run_once and jax.default_backend() == "cpu" else None
+        """XLA's options for jax.jit(fn)(spec, *args) on CPU by spec.compile (trainer.compile):
+        auto: QUICK for a run-once program, XLA's defaults (None) for the others; fast: QUICK
+        for a run-once program, FAST for the others; full: None for every program. Other
+        backends: None. `spec` is the one the program is keyed with (spec_for)."""
+        del args
+        if jax.default_backend() != "cpu" or spec.compile == "full":
+            return None
+        if fn in self.run_once:
+            return QUICK
+        return FAST if spec.compile == "fast" else None
 
     def get(
         self, fn: Callable, spec: Spec, *args: Any, static: tuple[tuple[str, Hashable], ...] = ()
     ) -> tuple[jax.stages.Compiled, float]:
-        """(executable, seconds spent compiling now: 0.0 on a hit) of
+        """(executable, seconds spent compiling or loading it now: 0.0 on a hit) of
         jax.jit(fn)(spec, *args, **dict(static)); call it as executable(*args)."""
         spec = self.spec_for(fn, spec)
         key = (fn, spec, static, signature(args))
@@ -102,12 +189,27 @@ class Programs:
             self.stats.hits += 1
             return exe, 0.0
         t0 = time.perf_counter()
-        jitted = jax.jit(partial(fn, spec, **dict(static)))
-        exe = jitted.lower(*args).compile(self.options_for(fn, spec, args))
-        dt = time.perf_counter() - t0
+        options = self.options_for(fn, spec, args)
+        store = self.store
+        text = store_key(fn, spec, static, args, options) if store is not None else None
+        loaded = store.load(fn, text) if store is not None and text is not None else None
+        if loaded is not None:
+            exe = loaded
+            dt = time.perf_counter() - t0
+            self.stats.loaded += 1
+            self.stats.load_seconds += dt
+        else:
+            jitted = jax.jit(partial(fn, spec, **dict(static)))
+            # What the store keeps is compiled in its context (runner.progstore: fresh, not
+            # loaded from JAX's persistent cache).
+            with store.compiling() if store is not None and text is not None else nullcontext():
+                exe = jitted.lower(*args).compile(options)
+            if store is not None and text is not None:
+                store.save(fn, text, exe)
+            dt = time.perf_counter() - t0
+            self.stats.compiles += 1
+            self.stats.compile_seconds += dt
         self._cache[key] = exe
-        self.stats.compiles += 1
-        self.stats.compile_seconds += dt
         while len(self._cache) > self.max_programs:
             self._cache.popitem(last=False)
             self.stats.evictions += 1

@@ -81,6 +81,9 @@ class Spec:
     steps_per_epoch: int  # iterations per epoch (the last may be partial: padded+masked)
     drop_last: bool
     diagnostics: bool = False  # per-layer numbers each epoch (runner.diagnostics)
+    # trainer.compile: auto | fast | full, how hard XLA optimises the programs on a CPU
+    # (runner.core.train.compile_options).
+    compile: str = "auto"
 
     def without_init(self) -> Spec:
         """This spec with the initializer left out (model.init = NO_INIT). Only the programs
@@ -201,6 +204,7 @@ def make_spec(cfg: Config, ds: Dataset) -> Spec:
         steps_per_epoch=spe,
         drop_last=cfg.trainer.drop_last,
         diagnostics=cfg.trainer.diagnostics,
+        compile=cfg.trainer.compile,
     )
 
 

@@ -12,18 +12,20 @@ for the process: `PROGRAMS.get(fn, spec, *args) -> (executable, compile seconds)
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
-import flax.linen
 import jax
 import jax.numpy as jnp
 import optax
 
 from runner.core import layerstats as diag
-from runner.core import losses, nn, optim, schedules
+from runner.core import losses, optim, schedules
 from runner.core.programs import Programs
 from runner.core.spec import ModelSpec, Spec
 from runner.core.state import BatchStats, Data, HParams, Metrics, Params, TrainState
+
+if TYPE_CHECKING:
+    import flax.linen
 
 EVAL_CHUNK = 2048  # examples per evaluation pass: bounds memory on larger sets
 
@@ -33,6 +35,8 @@ WithCollections = tuple[jax.Array, dict[str, Any]]
 
 
 def _model(spec: Spec, hp: HParams) -> flax.linen.Module:
+    from runner.core import nn  # flax: only where a program is traced (not loaded: progstore)
+
     return nn.build_model(spec.model, hp)
 
 
@@ -56,6 +60,8 @@ def init_variables(
     model: ModelSpec, hp: HParams, keys: InitKeys, sample: jax.Array
 ) -> tuple[Params, BatchStats]:
     """The model's initial (params, batch_stats) for an input batch shaped like `sample`."""
+    from runner.core import nn
+
     variables = nn.build_model(model, hp).init(
         {"params": keys.params, "dropout": keys.dropout, "rrelu": keys.rrelu}, sample, train=False
     )
@@ -355,3 +361,58 @@ RUN_ONCE = frozenset({init_state, init_states, evaluate_splits, evaluate_members
 # Only these draw initial weights; every other program is shared across initializers.
 DRAWS_INIT = frozenset({init_state, init_states})
 PROGRAMS = Programs(run_once=RUN_ONCE, draws_init=DRAWS_INIT)
+
+# trainer.compile=auto's cost model for the epoch program (docs/performance.md, 2026-12-05,
+# a loaded 2-core machine): compiled with FAST it compiles 2-3.6 s faster (a third less) and
+# trains slower by about this much per GFLOP of training and per update (digits MLP: +0.7 s
+# for 4 GFLOP and 400 updates; W1: +2.5 s for 49 GFLOP and 810 updates; digits at batch 8:
+# +1.1 s for 1 GFLOP and 790 updates).
+FAST_SAVES_SECONDS = 2.0
+FAST_SECONDS_PER_GFLOP = 0.03
+FAST_SECONDS_PER_STEP = 1.3e-3
+
+
+def training_flops(spec: Spec) -> float | None:
+    """Estimated FLOPs of the run's updates: 6 per weight of a dense layer per example
+    (forward and backward), padded batches included; None for a cnn."""
+    m = spec.model
+    if m.arch not in ("mlp", "resmlp"):
+        return None
+    k = m.maxout_k if m.activation == "maxout" else 1
+    width = 1
+    for d in spec.input_shape:
+        width *= d
+    weights = 0
+    for i, h in enumerate(m.hidden):
+        weights += width * h * k
+        if m.arch == "resmlp" and i > 0 and h != width:
+            weights += width * h  # the projection of the skip connection
+        width = h
+    weights += width * m.n_out
+    return 6.0 * weights * spec.batch_size * spec.sched.total_steps
+
+
+def fast_pays(spec: Spec) -> bool:
+    """Whether compiling the epoch program with FAST saves more compile time than its slower
+    training costs (the cost model above). Never for a cnn: unoptimised convolutions train
+    ~17x slower."""
+    flops = training_flops(spec)
+    if flops is None:
+        return False
+    extra = flops / 1e9 * FAST_SECONDS_PER_GFLOP + spec.sched.total_steps * FAST_SECONDS_PER_STEP
+    return extra < FAST_SAVES_SECONDS
+
+
+def compile_options(fn, spec: Spec, args: tuple) -> jax.stages.CompilerOptions | None:
+    """PROGRAMS' rule: Programs.compile_options, except that with trainer.compile=auto a single
+    run's epoch program is compiled without LLVM's optimisations (FAST) when fast_pays.
+    Vectorised groups keep full optimisation: one program serves many members (and groups)."""
+    auto = spec.compile == "auto" and jax.default_backend() == "cpu"
+    if fn is epoch and auto and fast_pays(spec):
+        from runner.core.programs import FAST
+
+        return FAST
+    return PROGRAMS.compile_options(fn, spec, args)
+
+
+PROGRAMS.options_for = compile_options

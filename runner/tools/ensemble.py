@@ -298,7 +298,11 @@ def member_predictions(trial: Trial, split: str = "test"):
     x, y = getattr(ds, f"x_{split}"), getattr(ds, f"y_{split}")
     if len(x) == 0:
         raise EnsembleError(f"{trial.name}: the {split} split is empty (data.{split}_fraction=0)")
-    # The core's evaluation-mode forward pass, compiled once per structure for the process.
+    # The core's evaluation-mode forward pass, compiled once per structure for the process and
+    # kept across processes in the trial's paths.jax_cache (runner.progstore).
+    from runner.runtime import enable_compilation_cache
+
+    enable_compilation_cache(cfg.paths)
     try:
         x = jnp.asarray(x)
         forward, _ = train.PROGRAMS.get(train.forward, spec, params, batch_stats, x, hp)
