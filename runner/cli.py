@@ -5,11 +5,19 @@ this module: the shared pieces live in runner.shell (errors, argparse) and runne
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
 from runner.help import conf_dir
-from runner.runtime import MAIN_PROCESS_ENV, host_devices, process_tag, register_unique_dir
+from runner.runtime import (
+    MAIN_PROCESS_ENV,
+    host_devices,
+    pause_gc,
+    process_tag,
+    register_unique_dir,
+    resume_gc,
+)
 from runner.shell import EXIT_ERROR, QuietHydraStderr, describe
 
 # Commands with their own argument parsing, dispatched before Hydra (and JAX) are imported.
@@ -36,8 +44,110 @@ SUBCOMMAND_HELP = {
 }
 
 
+# Overrides of hydra.* keys that cannot set hydra.mode (a hydra/GROUP=OPTION selection puts its
+# option under hydra.GROUP); any other hydra key, a package (key@pkg) or a config name, folder
+# or search path of the user's may set it.
+_MODE_FREE_HYDRA = (
+    "hydra.run.",
+    "hydra.sweep.",
+    "hydra.job.",
+    "hydra.launcher.",
+    "hydra.sweeper.",
+    "hydra/",
+)
+
+
+def _mode_free(override: str) -> bool:
+    key = override.strip().split("=", 1)[0].lstrip("+~")
+    return "@" not in key and (not key.startswith("hydra") or key.startswith(_MODE_FREE_HYDRA))
+
+
+def single_run(argv: list[str]) -> bool:
+    """A plain `runner OVERRIDES`, certain to run one job in this process: no flag (-m, --cfg,
+    --config-dir, ...) and no override that could set hydra.mode (see mode_is_unset)."""
+    return all(not a.startswith("-") and _mode_free(a) for a in argv)
+
+
+def mode_is_unset(hydra_app, config_name: str | None, overrides: list[str]) -> bool:
+    """True when `runner OVERRIDES` composes a config whose hydra.mode is unset (None) for
+    certain, without composing it: nothing in conf/ sets hydra.mode (tests/test_cli.py checks),
+    so only the command line could. False when it might: Hydra's get_mode then composes."""
+    if config_name != "config":
+        return False
+    search = hydra_app.config_loader.get_search_path().get_path()
+    if {e.provider for e in search} != {"hydra", "main", "schema"} or any(
+        e.provider == "main" and e.path != str(conf_dir()) for e in search
+    ):
+        return False  # --config-dir, --config-path, a SearchPathPlugin: configs not ours
+    return all(_mode_free(o) for o in overrides)
+
+
+@contextlib.contextmanager
+def _mode_from_command_line():
+    """Hydra 1.3 composes the whole config twice per command: Hydra.get_mode composes it only
+    to read hydra.mode (None: -m decides), then run or multirun composes it for real (~0.3 s
+    each, docs/performance.md). Where the command line settles hydra.mode (mode_is_unset),
+    get_mode answers None without composing, which is what its composition would return.
+    Another Hydra version, or anything unexpected here, keeps Hydra's own get_mode."""
+    try:
+        import hydra
+        from hydra._internal.hydra import Hydra
+
+        original = Hydra.__dict__["get_mode"]
+        known = hydra.__version__.startswith("1.3.")
+    except (ImportError, KeyError, AttributeError):
+        known = False
+    if not known:
+        yield
+        return
+
+    def get_mode(self, config_name, overrides):
+        try:
+            unset = mode_is_unset(self, config_name, list(overrides))
+        except Exception:  # noqa: BLE001 - never worse than Hydra's own answer
+            unset = False
+        return None if unset else original(self, config_name, overrides)
+
+    Hydra.get_mode = get_mode
+    try:
+        yield
+    finally:
+        Hydra.get_mode = original
+
+
+_FROZEN_AT_EXIT: list[bool] = []
+
+# Hydra's flags that show something instead of running a job: no provenance to collect.
+_SHOW_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info"}
+_SHOW_FLAGS |= {"-sc", "--shell-completion"}
+
+
+def _freeze_at_exit() -> None:
+    """At exit, move every object the process holds to the garbage collector's permanent
+    generation: the interpreter's final collections then skip them, which takes a default
+    run's teardown from ~0.5 s to ~0.1 s (2-core machine, docs/performance.md).
+    Registered before JAX is imported, it runs after JAX's own atexit handlers (they shut its
+    backends down), when every file of the run is written and closed (atomic writes) and
+    every thread has been joined. Everything else of the teardown still happens: the other
+    atexit handlers, flushing stdout and stderr, freeing what reference counting frees. Left
+    undone: collecting reference cycles still alive at exit, i.e. finalizers of objects in
+    such cycles, which Python does not promise to run at exit anyway."""
+    if _FROZEN_AT_EXIT:
+        return
+    import atexit
+    import gc
+
+    def freeze():
+        gc.disable()
+        gc.freeze()
+
+    atexit.register(freeze)
+    _FROZEN_AT_EXIT.append(True)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _freeze_at_exit()  # before JAX registers its own atexit handlers (runner resume, plot too)
     if argv and argv[0] in SUBCOMMANDS:
         import importlib
 
@@ -46,11 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         from runner import completion
 
         sys.exit(completion.main(argv[1:]))
-    import hydra
-
-    from runner.help import register_resolver
-    from runner.task import task
-
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
@@ -60,6 +165,17 @@ def main(argv: list[str] | None = None) -> None:
     # (--debug) let the traceback through.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     sys.argv = [sys.argv[0] if sys.argv else "runner"] + argv
+    if single_run(argv):
+        pause_gc()  # until runner.task starts training (runner.runtime: 0.2-0.3 s saved)
+    if not any(a.split("=", 1)[0] in _SHOW_FLAGS for a in argv):
+        from runner import provenance
+
+        provenance.prefetch()  # git runs while Hydra and JAX are imported (runner.task writes it)
+    import hydra
+
+    from runner.help import register_resolver
+    from runner.task import task
+
     register_resolver(conf_dir())
     register_unique_dir()
     from runner import stop
@@ -69,7 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     if report:
         sys.stderr = QuietHydraStderr(sys.stderr)
     try:
-        entry()
+        with _mode_from_command_line():
+            entry()
     except SystemExit:
         raise
     except KeyboardInterrupt:
@@ -84,5 +201,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(f"runner: error: {describe(e, argv)}", file=sys.stderr)
         sys.exit(EXIT_ERROR)
+    finally:
+        resume_gc()  # where the run stopped before training (an error), or main was called
     if stop.requested():  # the run or sweep kept its work and said so: exit 130 / 143
         sys.exit(stop.exit_code())

@@ -15,19 +15,23 @@ untracked files are only counted (`git diff HEAD` does not show them).
 
 Cost: everything but the time is collected once per process and cached (a vectorised sweep
 writes 64 trials from one process: git runs once, not 64 times); `python -m
-runner.provenance` prints it and measures both. Imports only the standard library; JAX only
-if the process has already imported it (a training process has): reading the devices must not
-start JAX elsewhere.
+runner.provenance` prints it and measures both. The `runner` command starts collecting it
+(prefetch) in a thread as it starts, so that git's ~0.1 s overlaps the imports and the
+training instead of adding to them; collect() waits for that thread. Imports only the
+standard library; JAX only if the process has already imported it (a training process has):
+reading the devices must not start JAX elsewhere.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import platform
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +44,7 @@ GIT_TIMEOUT_S = 3.0
 VERSION = 1  # of this file's layout
 
 _CACHE: dict = {}  # cwd -> the per-process part of collect()
+_PENDING: dict[str, threading.Thread] = {}  # cwd -> the prefetch() collecting it
 _DEVICES: list = []
 
 
@@ -193,10 +198,31 @@ def devices() -> dict | None:
     return got
 
 
+def prefetch(cwd=None) -> None:
+    """Start collecting the per-process part of collect(cwd) (git's commands, the versions) in
+    a thread, to overlap whatever the process does next. Not a daemon thread: a process that
+    ends before writing a run still waits for it (at most git's timeouts) rather than leaving
+    git running behind it. A failure there is not kept: collect() then tries again itself."""
+    cwd = os.path.abspath(cwd or os.getcwd())
+    if cwd in _CACHE or cwd in _PENDING:
+        return
+
+    def work():
+        with contextlib.suppress(Exception):
+            _CACHE[cwd] = _static(cwd)
+
+    thread = threading.Thread(target=work, name="runner-provenance")
+    _PENDING[cwd] = thread
+    thread.start()
+
+
 def collect(cwd=None) -> dict:
     """This process's provenance (a JSON-ready dict). `cwd`: the folder whose git repository
     is recorded (default: the current directory). Cached per cwd, except the time."""
     cwd = os.path.abspath(cwd or os.getcwd())
+    pending = _PENDING.pop(cwd, None)
+    if pending is not None:
+        pending.join()
     if cwd not in _CACHE:
         _CACHE[cwd] = _static(cwd)
     static = _CACHE[cwd]
@@ -225,6 +251,9 @@ def write(run_dir, cwd=None, resumed: bool = False) -> dict:
 
 
 def clear_cache() -> None:
+    for thread in list(_PENDING.values()):
+        thread.join()
+    _PENDING.clear()
     _CACHE.clear()
     _DEVICES.clear()
 

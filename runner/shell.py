@@ -61,6 +61,40 @@ def _option_keys(group: str, option: str) -> set[str]:
     return keys
 
 
+def _swept(option) -> list[str]:
+    """The options of a group sweep as typed (sgd,momentum or choice(sgd,momentum)), else []."""
+    if not isinstance(option, str):
+        return []
+    m = re.fullmatch(r"choice\((.*)\)", option.strip())
+    inner = m.group(1) if m else option
+    if not m and ("," not in inner or inner.startswith("[")):
+        return []
+    return [o.strip() for o in inner.split(",") if o.strip()]
+
+
+def _fixed_key_of_swept_group(key: str, group: str, name: str, swept: list, argv) -> str:
+    """A fixed key under a swept group (runner -m optimizer=sgd,momentum optimizer.momentum=0.9):
+    Hydra sets fixed keys on the default option before the sweep; a sweep of one value is left
+    out of the trials whose option lacks it (runner.sweep.space.Conditions)."""
+    value = next(
+        (a.partition("=")[2] for a in argv if a.lstrip("+~").partition("=")[0] == key), "?"
+    )
+    have = [o for o in swept if name in _option_keys(group, o)]
+    if not have:
+        each = "; ".join(
+            f"{group}={o} has {', '.join(sorted(_option_keys(group, o))) or 'none'}" for o in swept
+        )
+        return (
+            f"{key}={value}: not a setting of any option swept ({group}={','.join(swept)}): {each}"
+        )
+    default = _chosen_option(group, [])
+    return (
+        f"{key}={value}: not a setting of {group}={default}, the default, on which a multirun sets "
+        f"its fixed keys; write {key}='choice({value})' to set it in the trials of "
+        f"{', '.join(f'{group}={o}' for o in have)} only"
+    )
+
+
 def _unknown_key(key: str, argv: list[str]) -> str:
     group, _, name = key.partition(".")
     if "." not in key:
@@ -70,6 +104,9 @@ def _unknown_key(key: str, argv: list[str]) -> str:
     if group not in GROUPS or "." in name:
         return f"{key}: no such setting"
     option = _chosen_option(group, argv)
+    swept = _swept(option)
+    if swept:
+        return _fixed_key_of_swept_group(key, group, name, swept, argv)
     if isinstance(option, str) and option.startswith("[") and option.endswith("]"):
         option = [o.strip() for o in option[1:-1].split(",") if o.strip()]
     if isinstance(option, list):  # several options at once (logger=[tensorboard,mlflow])

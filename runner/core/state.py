@@ -1,17 +1,19 @@
 """The training state and the types the compiled core passes around.
 
-`TrainState` is one pytree (a flax.struct dataclass): jax.jit, jax.vmap, jax.tree_util and
-jax.device_put/get see its five fields as children, and `state.replace(params=...)` gives a
-changed copy. runner.checkpoint stores its arrays named by field, the way the keys of the dict
-it replaces were named ("state['params']['layer0']...").
+`TrainState` is one pytree (a frozen dataclass registered with jax.tree_util, as
+flax.struct.PyTreeNode builds it, without importing flax: a run whose programs all come from
+runner.progstore never needs flax): jax.jit, jax.vmap, jax.tree_util and jax.device_put/get
+see its five fields as children, and `state.replace(params=...)` gives a changed copy.
+runner.checkpoint stores its arrays named by field, the way the keys of the dict it replaces
+were named ("state['params']['layer0']...").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-import flax.struct
 import jax
 
 # Nested dicts of arrays as flax builds them: the "params" and "batch_stats" collections.
@@ -27,7 +29,9 @@ HParams = dict[str, jax.Array]
 Metrics = dict[str, Any]
 
 
-class TrainState(flax.struct.PyTreeNode):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TrainState:
     """Everything a run carries from one epoch to the next."""
 
     params: Params  # the model's weights
@@ -35,6 +39,10 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any  # optax's state for params (a tuple of NamedTuples)
     rng: jax.Array  # the run's PRNG key; each epoch splits its keys off it
     step: jax.Array  # int32: optimizer steps taken (the schedules' clock)
+
+    def replace(self, **changes: Any) -> TrainState:
+        """A copy with the fields in `changes` replaced."""
+        return dataclasses.replace(self, **changes)
 
     def weights(self) -> dict[str, Any]:
         """{"params", "batch_stats"}: what evaluating the model needs (a checkpoint's best)."""
