@@ -264,9 +264,14 @@ def run(cfg: Config, ds: Dataset, **callbacks) -> Result:
     return fit(cfg, ds, **callbacks)
 
 
-def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True) -> None:
-    """curves.csv, curves.png, then metrics.json last: its presence with a final status means
-    the run's files are all there."""
+def write_run(
+    run_dir: Path, result: Result, title: str = "", plot: bool = True, background: bool = False
+) -> None:
+    """curves.csv, the weights, curves.png and diagnostics.png, then metrics.json last: its
+    presence with a final status means the run's files are all there. `background`: the PNGs
+    are drawn after metrics.json by a detached process (runner.plots.draw_in_background), which
+    runner.plots.PENDING, written before metrics.json, announces; runner.plots.wait_for_plots
+    waits for it."""
     metric = result.metrics["metric"]
     rundir.write_curves(run_dir / rundir.CURVES, result.history, metric)
     if result.diagnostics:
@@ -279,7 +284,22 @@ def write_run(run_dir: Path, result: Result, title: str = "", plot: bool = True)
             jax.device_get(result.best_state.params),
             jax.device_get(result.best_state.batch_stats),
         )
-    if plot and result.history:
+    draw = plot and bool(result.history)
+    if draw and background:
+        from runner import plots
+
+        plots.mark_pending(run_dir)
+        try:
+            rundir.write_json(run_dir / rundir.METRICS, result.metrics)
+        except BaseException:
+            (run_dir / plots.PENDING).unlink(missing_ok=True)  # no draw will follow
+            raise
+        try:
+            plots.draw_in_background(run_dir, title)
+            return
+        except OSError:  # no process to spare (EAGAIN, ENOMEM): drawn here after all
+            pass
+    if draw:
         from runner.plots import plot_curves, plot_diagnostics
 
         plot_curves(

@@ -383,3 +383,135 @@ def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     save_png(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's PNGs drawn after the prompt came back (trainer.plot_wait): a detached child process,
+# runner.compare.plotjob, draws them from the run's files as `runner plot RUN` does. While it
+# draws, PENDING in the run folder names it; when it is done PENDING is gone and either the PNGs
+# are there or PLOT_ERROR says why not. wait_for_plots(run_dir) waits for that.
+
+PENDING = ".plots-pending"  # "PID HOST" of the process drawing the run's PNGs
+PLOT_ERROR = "plots-error.txt"  # one line: why the background draw left no PNG
+DRAW_TIMEOUT = 300  # s: the child gives up (and says so in PLOT_ERROR) after this
+CHILD = "runner.compare.plotjob"
+
+_children: list = []  # this process's children (Popen): reaped so that none lingers as a zombie
+
+
+def _write_marker(run_dir: Path, pid: int) -> None:
+    from runner.rundir import hostname
+
+    atomic_write(Path(run_dir) / PENDING, f"{pid} {hostname()}\n")
+
+
+def mark_pending(run_dir) -> None:
+    """PENDING naming this process: written before the run's final metrics.json, so that a
+    reader never sees a finished run whose PNGs are coming but not announced."""
+    import os
+
+    _write_marker(Path(run_dir), os.getpid())
+
+
+def draw_in_background(run_dir, title: str = "") -> int:
+    """Start the detached process that draws the run's curves.png and diagnostics.png from its
+    files, and return its pid. It runs in a session of its own (a Ctrl-C or SIGTERM of this
+    process, or the terminal closing, does not reach it) and waits, on its stdin, until PENDING
+    names it. Raises OSError when it cannot be started (PENDING then removed)."""
+    import contextlib
+    import subprocess
+    import sys
+
+    run_dir = Path(run_dir).resolve()
+    _reap()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", CHILD, str(run_dir), title],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        with contextlib.suppress(OSError):
+            (run_dir / PENDING).unlink(missing_ok=True)  # no draw will follow
+        raise
+    try:
+        _write_marker(run_dir, proc.pid)
+    finally:
+        proc.stdin.close()  # the child's signal to start (EOF also if this process dies first)
+    _children.append(proc)
+    return proc.pid
+
+
+def _reap() -> None:
+    for proc in list(_children):
+        if proc.poll() is not None:
+            _children.remove(proc)
+
+
+def _alive(pid: int, host: str, since: float) -> bool:
+    """Whether the process `pid` on `host` that wrote PENDING at `since` still runs (on
+    another host: assumed so)."""
+    from runner import rundir
+
+    if host != rundir.hostname():
+        return True
+    _reap()  # a child of ours that has exited is a zombie, which os.kill still finds
+    if rundir.pid_alive(pid) is False:
+        return False
+    born = rundir.process_started(pid)
+    if born is not None and born > since + 2:  # the pid reused by a later process
+        return False
+    try:  # a zombie whose parent has not reaped it has finished all the same
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def pending(run_dir) -> int | None:
+    """The pid of the process drawing the run's PNGs, or None when none is: no PENDING, or a
+    stale one (its process is gone, or it is older than DRAW_TIMEOUT allows: a pid reused, or
+    a process on another host)."""
+    import os
+    import time
+
+    path = Path(run_dir) / PENDING
+    try:
+        text = path.read_text()
+        written = os.stat(path).st_mtime
+    except (OSError, UnicodeDecodeError):
+        return None
+    try:
+        pid_text, host = text.split()
+        pid = int(pid_text)
+    except ValueError:
+        return None  # a marker being replaced is never half-written (atomic_write): damaged
+    if time.time() - written > DRAW_TIMEOUT + 60 or not _alive(pid, host, written):
+        return None
+    return pid
+
+
+def wait_for_plots(run_dir, timeout: float = 120.0) -> str | None:
+    """Wait until no process is drawing the run's PNGs (returns at once when none is, a stale
+    PENDING included). None when the PNGs, if the run drew any, are all there; else the one
+    line that says why not: PLOT_ERROR's, or that the drawing process ended without finishing.
+    TimeoutError after `timeout` seconds."""
+    import time
+
+    run_dir = Path(run_dir)
+    deadline = time.monotonic() + timeout
+    while (pid := pending(run_dir)) is not None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{run_dir}: PNGs still being drawn after {timeout:g} s (pid {pid})")
+        time.sleep(0.05)
+    try:
+        return (run_dir / PLOT_ERROR).read_text().strip() or "PNGs not drawn"
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        return f"{PLOT_ERROR}: {e.strerror or e}"
+    if (run_dir / PENDING).exists():
+        return "the process drawing the PNGs ended without finishing"
+    return None

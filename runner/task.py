@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from runner.runtime import detached as _is_detached
-from runner.runtime import enable_compilation_cache
+from runner.runtime import enable_compilation_cache, resume_gc
 from runner.shell import JobError, describe
 
 
@@ -148,6 +148,7 @@ def task(dcfg, result=None) -> float:
 
             enable_compilation_cache(cfg.paths)  # paths.jax_cache
             check_memory(cfg, ds)  # with JAX started: an accelerator's own memory
+            resume_gc()  # start-up is over (runner.runtime.pause_gc)
             with Display(
                 total,
                 enabled=cfg.trainer.progress and not detached,
@@ -169,6 +170,12 @@ def task(dcfg, result=None) -> float:
         from runner import app, provenance, stop
 
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
+        # A single run's PNGs are drawn by a detached process once its results are safe: the
+        # prompt comes back ~1 s sooner. A sweep's trials would start one such process each, all
+        # at once for a vmapped group; MLflow sends the PNGs, so they must exist first.
+        wait = cfg.trainer.plot_wait
+        if not isinstance(wait, bool):
+            wait = multirun or "mlflow" in cfg.logger.backends
         with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
             provenance.write(run_dir, cwd=hc.runtime.cwd)  # before the final metrics.json
             app.write_run(
@@ -176,6 +183,7 @@ def task(dcfg, result=None) -> float:
                 result,
                 title=" ".join(hc.overrides.task) or "defaults",
                 plot=plot and result.status != "interrupted",
+                background=not wait,
             )
         if cfg.logger.backends:  # logger=tensorboard|mlflow: from the files just written
             from rich.markup import escape  # a logger's error may hold [brackets]

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runner.plots import wait_for_plots
+
 RUNNER = [sys.executable, "-m", "runner"]
 QUICK = ["trainer.epochs=2", "data.max_samples=150", "model.width=16"]
 
@@ -30,6 +32,8 @@ def test_default_run_creates_outputs_folder(tmp_path):
     assert m["status"] == "completed"
     assert m["epochs_run"] == 20 and m["best_val_acc"] > 0.9  # an MLP on digits
     assert (run_dir / ".hydra" / "config.yaml").exists()
+    # drawn by a detached process after the prompt came back (trainer.plot_wait=auto)
+    assert wait_for_plots(run_dir, timeout=120) is None
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len((run_dir / "curves.csv").read_text().splitlines()) == 21
     assert str(run_dir.relative_to(tmp_path)) in p.stdout.replace("\n", "")

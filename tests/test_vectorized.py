@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from conftest import compose
 
+from runner.plots import wait_for_plots
+
 # momentum, not Adam: with batch norm, the Dense bias before it has a zero gradient, and Adam
 # scales the float noise of a zero gradient up to full lr-sized steps: any change of summation
 # order (vmap's, another machine's) then moves those biases apart. SGD keeps noise as noise.
@@ -286,6 +288,7 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
     assert v["best_epoch"] == a["best_epoch"] and v["epochs_run"] == a["epochs_run"]
     for key in ("best_val_loss", "best_val_acc", "test_loss", "test_acc", "final_train_loss"):
         assert v[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), key
+    assert wait_for_plots(alone, timeout=120) is None  # drawn after the prompt came back
     assert (alone / "curves.png").is_file()  # a single run still draws its plot
     # job 3's config was derived from job 0's (runner.sweep.launcher._Composer), not composed from
     # the YAML files: it is the config Hydra composes for those overrides

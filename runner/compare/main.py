@@ -431,12 +431,29 @@ def cmd_best(args) -> int:
 
 def cmd_plot(args) -> int:
     run = find_run(args.run, [DEFAULT_ROOT])
+    plot_run(run, Path(args.out) if args.out else None, written=print, name=args.run)
+    _warn([run])
+    return 0
+
+
+def plot_run(
+    run: Run, out: Path | None = None, title: str | None = None, written=None, name: str = ""
+) -> list:
+    """Draw the run's curves.png (to `out`, default RUN/curves.png) and, when it has
+    diagnostics, its diagnostics.png from the files on disk: `runner plot` and the detached
+    process that draws a run's PNGs after it returned (runner.compare.plotjob). `title`: default
+    the run's overrides, else its id. Raises for curves it cannot draw; what it leaves out goes to
+    run.warnings ("not plotted: ..."). `written(path)` is called for each PNG once written;
+    `name`: the run as the user named it, for the messages."""
+    written = written or (lambda path: None)
     curves = run.path / rundir.CURVES
     rows = run.curves()
     if run.curves_error:  # "curves.csv: not UTF-8 (byte 0xff at 17)"
         raise ResultsError(os.path.join(str(run.path), run.curves_error))
     if not rows:
-        raise NoRuns(f"{args.run}: no {rundir.CURVES} yet (the run has not finished an epoch)")
+        raise NoRuns(
+            f"{name or run.id}: no {rundir.CURVES} yet (the run has not finished an epoch)"
+        )
     metric = run.metric
     fields = run.curve_fields()
     wanted = ["train_loss", "val_loss"] + ([f"train_{metric}", f"val_{metric}"] if metric else [])
@@ -454,16 +471,20 @@ def cmd_plot(args) -> int:
         )
     from runner.plots import plot_curves
 
-    out = Path(args.out) if args.out else run.path / rundir.CURVES_PNG
-    title = " ".join(run.overrides()) or run.id
+    default_out = out is None
+    out = out or run.path / rundir.CURVES_PNG
+    title = title if title is not None else " ".join(run.overrides()) or run.id
     plot_curves(rows, metric, out, title=title, metrics=run.metrics)
-    print(out)
-    _plot_diagnostics(run, out, args.out is None, title)
-    _warn([run])
-    return 0
+    written(out)
+    done = [out]
+    diag = _plot_diagnostics(run, out, default_out, title)
+    if diag:
+        written(diag)
+        done.append(diag)
+    return done
 
 
-def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> None:
+def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> Path | None:
     """A run with diagnostics.csv (per-layer rows) also gets RUN/diagnostics.png (with --out
     FILE.png: FILE_diagnostics.png)."""
     got = rundir.read_diagnostics(run.path)
@@ -487,7 +508,7 @@ def _plot_diagnostics(run: Run, out: Path, default_out: bool, title: str) -> Non
         else out.with_name(out.stem + "_diagnostics.png")
     )
     plot_diagnostics(rows, target, title=title)
-    print(target)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
