@@ -108,7 +108,7 @@ def _text(col: Column, cell, precision: int) -> str:
             return text
         return fmt_number(cell, precision)
     if col.kind == "param":
-        return "" if cell is _MISSING else show_value(cell)
+        return "—" if cell is _MISSING else show_value(cell)  # a key this run has not
     return "" if cell is None else str(cell)
 
 

@@ -555,7 +555,8 @@ def tables(summ: dict, width: int | None = None) -> list:
         colour = COLOURS.get(r["status"], "dim")
         row = [str(i), str(r["job"])] + ([str(r["stage"])] if staged else [])
         row += [f"[{colour}]{r['status']}[/]", _objective_cell(r)]
-        row += [_fmt(r["params"].get(p), 4) for p in params]
+        # — : a key left out of this trial (its group's option lacks it: conditional sweeps)
+        row += [_fmt(r["params"][p], 4) if p in r["params"] else "—" for p in params]
         ep = f"{r['epochs_run']}/{r['epochs']}" if r.get("epochs_run") is not None else "-"
         row += [ep, f"{r['wall_time']:.1f}s" if finite(r.get("wall_time")) else "-"]
         cells.append(row)
@@ -575,7 +576,7 @@ def tables(summ: dict, width: int | None = None) -> list:
                 str(i),
                 "-" if g["mean"] is None else f"{g['mean']:.4g} ± {g['std']:.2g}",
                 f"{g['n']}/{g['n_trials']}",
-                *[_fmt(g["params"].get(p), 4) for p in g_params],
+                *[_fmt(g["params"][p], 4) if p in g["params"] else "—" for p in g_params],
                 ",".join(map(str, g["jobs"])),
             ]
             for i, g in enumerate(groups[:MAX_ROWS], 1)

@@ -42,8 +42,10 @@ from runner.sweep.report import (
 )
 from runner.sweep.space import (
     TPE,
+    Conditions,
     Param,
     SweepError,
+    conditions,
     describe_space,
     grid,
     import_optuna,
@@ -134,6 +136,7 @@ class Sweep:
         self.stages: list[dict] = []
         self.trials: list[dict] = []
         self.space: list[Param] = []
+        self.cond = Conditions()
         self.rows: dict[int, dict] = {}
         self.returns: list = []
         self._checked: set = set()
@@ -208,11 +211,38 @@ class Sweep:
         )
 
     # -- the plan ---------------------------------------------------------------------------------
+    def _compose(self, overrides: list[str]):
+        if self.hydra_context is None:
+            from runner.help import compose
+
+            return compose(overrides)
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        self._note_checked(overrides)  # _check need not compose these pairs again
+        return cfg
+
+    def _note_checked(self, overrides: list[str]) -> None:
+        for o in overrides:
+            k, _, v = o.partition("=")
+            if not _numeric(v):
+                self._checked.add((k, v))
+        self._checked_any = True
+
+    def _conditions(self, space: list[Param], strict: bool = True) -> Conditions:
+        """Which swept keys belong to only some options of a swept group (runner.sweep.space)."""
+        try:
+            groups = set(self.config.hydra.runtime.choices)
+        except Exception:  # noqa: BLE001 - a config made by hand: runner's own groups
+            from runner.shell import GROUPS
+
+            groups = set(GROUPS)
+        return conditions(space, groups, self._compose, strict=strict)
+
     def _new_plan(self) -> None:
         if self.kind not in KINDS:
             raise SweepError(f"hydra.sweeper.kind={self.kind}: choose one of {', '.join(KINDS)}")
         loader = self.hydra_context.config_loader if self.hydra_context else None
         self.space = parse_space(self.arguments, loader)
+        self.cond = self._conditions(self.space)
         if self.kind in ("random", "tpe"):
             self._int_opt("seed", 0, 0)
         if self.kind == "tpe":
@@ -233,6 +263,12 @@ class Sweep:
             planned = sample(
                 space, stage["n_trials"], rng_for(self.opts.get("seed", 0), stage["stage"])
             )
+        # a narrowed space may have kept only options that lack a key: no error then
+        cond = self.cond if stage["stage"] == 1 else self._conditions(space, strict=False)
+        planned, note = cond.apply(planned)
+        if note:
+            stage["conditional"] = note
+        stage["n_trials"] = len(planned)
         job = len(self.trials)
         extra = self._extra(stage)
         new = [
@@ -262,8 +298,7 @@ class Sweep:
                 self.hydra_context.config_loader.load_sweep_config(
                     self.config, list(t["overrides"])
                 )
-                self._checked |= pairs
-                self._checked_any = True
+                self._note_checked(t["overrides"])
 
     def _plan_json(self) -> dict:
         keep = ("n_trials", "seed", "top_k", "n_startup_trials")
@@ -306,6 +341,7 @@ class Sweep:
         self.space = space_from_json(self.stages[0]["space"])
         if self.kind == "tpe":
             import_optuna()
+            self.cond = self._conditions(self.space)
 
     # -- dry run ----------------------------------------------------------------------------------
     def _print_plan(self, done: set[int]) -> None:
@@ -528,6 +564,11 @@ class Sweep:
             f"sweep: {verb} {total} trials ({self.kind}) in [bold]{self.sweep_dir}[/]",
             highlight=False,
         )
+        for st in self.stages:
+            if st.get("conditional"):
+                progress.console.print(
+                    f"sweep: {st['conditional']}", highlight=False, soft_wrap=True
+                )
         task = progress.add_task(
             "sweep", total=total, unit="trial", stats=self._stats(), completed=len(self.rows)
         )
@@ -586,6 +627,11 @@ class Sweep:
                 progress.console.print(
                     f"stage {stage['stage']}: " + "; ".join(describe_space(space)), highlight=False
                 )
+                if stage.get("conditional"):
+                    progress.console.print(
+                        f"sweep: {stage['conditional']}", highlight=False, soft_wrap=True
+                    )
+                progress.update(task, total=sum(s["n_trials"] for s in self.stages))
             pending = [
                 t for t in self.trials if t["stage"] == stage["stage"] and t["job"] not in self.rows
             ]
@@ -600,6 +646,7 @@ class Sweep:
             self.space,
             seed=self.opts.get("seed", 0),
             n_startup_trials=self.opts.get("n_startup_trials", 10),
+            cond=self.cond,
         )
         # A resumed sweep: its trials so far, rerun where unfinished.
         stopped = self._run_trials(

@@ -7,6 +7,11 @@ A space is a list of Params, one per command-line override, in command-line orde
   choice    a,b,c | choice(...) | range(...) | glob(...) | logspace(...) | geomspace(...)
   interval  interval(a,b) (uniform), tag(log,interval(a,b)) (log-uniform), int(interval(a,b))
 
+A key under a group whose option is swept (optimizer.momentum with optimizer=sgd,momentum) is
+conditional (Conditions): each trial keeps it only where its option has it, and trials made equal
+collapse; every sweeper passes its trials through Conditions.apply (TPE asks such keys only of the
+options that have them).
+
 Only this module knows Hydra's parser; the rest of runner.sweep sees Params and override strings.
 """
 
@@ -243,8 +248,15 @@ class TPE:
     """Optuna's TPE sampler over the space; maximises sign * objective (sign -1 for min-mode
     metrics, read from each trial's metrics.json), failed and diverged trials told as failed."""
 
-    def __init__(self, space: list[Param], seed: int, n_startup_trials: int = 10):
+    def __init__(
+        self,
+        space: list[Param],
+        seed: int,
+        n_startup_trials: int = 10,
+        cond: Conditions | None = None,
+    ):
         optuna = self.optuna = import_optuna()
+        self.cond = cond or Conditions()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -261,16 +273,28 @@ class TPE:
         self.study = optuna.create_study(direction="maximize", sampler=sampler)
 
     def ask(self):
-        trial = self.study.ask(self.dists)
-        values = []
-        for p in self.space:
+        """Define-by-run: the group options first, then only the keys those options have, so
+        that TPE models optimizer.momentum on the trials that used it."""
+        trial = self.study.ask()
+        late = set(self.cond.group_of)
+        chosen: dict[str, object] = {}
+        for p in sorted(self.space, key=lambda p: p.key in late):
+            if p.key in late and not self.cond.applies(p.key, chosen):
+                continue
             if not p.swept:
-                values.append((p, p.values[0]))
+                chosen[p.key] = p.values[0]
+                continue
+            if p.kind == "choice":
+                v = trial.suggest_categorical(p.name, list(p.values))
+            elif p.integer:
+                v = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log)
             else:
-                v = trial.params[p.name]
-                values.append(
-                    (p, v if p.kind == "choice" else (int(v) if p.integer else float(f"{v:.6g}")))
-                )
+                v = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)
+            if p.kind == "choice":
+                chosen[p.key] = v
+            else:
+                chosen[p.key] = int(v) if p.integer else float(f"{v:.6g}")
+        values = [(p, chosen[p.key]) for p in self.space if p.key in chosen]
         return trial, (
             [override(p, v) for p, v in values],
             {p.name: native(v) for p, v in values if p.swept},
@@ -297,16 +321,17 @@ class TPE:
             if p.swept and p.name in params:
                 v = params[p.name]
                 raw[p.name] = str(v) if p.kind == "choice" and not isinstance(v, str) else v
-        if p_missing := [n for n in self.dists if n not in raw]:
+        optional = {p.name for p in self.space if p.key in self.cond.group_of}
+        if p_missing := [n for n in self.dists if n not in raw and n not in optional]:
             raise SweepError(f"resume: trial params lack {p_missing[0]}")
         # choice values are kept as strings by the distributions
         for p in self.space:
-            if p.kind == "choice" and raw[p.name] not in p.values:
+            if p.kind == "choice" and p.name in raw and raw[p.name] not in p.values:
                 raw[p.name] = next((v for v in p.values if native(v) == raw[p.name]), raw[p.name])
         state = self.optuna.trial.TrialState
         trial = self.optuna.trial.create_trial(
             params=raw,
-            distributions=self.dists,
+            distributions={n: d for n, d in self.dists.items() if n in raw},
             value=value,
             state=state.COMPLETE if value is not None else state.FAIL,
         )
@@ -345,6 +370,8 @@ def plan_text(
                     f"ranges narrowed around the top {st['top_k']} of stage {st['stage'] - 1}"
                 )
             out.append(", ".join(bits))
+        if st.get("conditional"):
+            out.append(st["conditional"])
         mine = [t for t in trials if t["stage"] == st["stage"]]
         for t in mine:
             mark = "  (done)" if t["job"] in done else ""
@@ -359,3 +386,145 @@ def plan_text(
     out.insert(0, f"{desc} sweep of {total} trials" + (" over:" if kind != "grid" else ":"))
     out.append(f"{total} trials (dry run: nothing was trained)")
     return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conditional keys: `optimizer=sgd,momentum optimizer.momentum=0.5,0.9` sweeps momentum where the
+# chosen optimizer has it and leaves it out of the sgd trials. Every sweeper (grid, random, TPE,
+# and any later one that draws trials from a space) goes through Conditions.
+
+
+def _package(group: str) -> str:
+    """The config path a group's options fill: model/block -> model.block (runner's groups use
+    Hydra's default package)."""
+    return group.lstrip("+").replace("/", ".")
+
+
+def _node_keys(cfg, path: str) -> list[str] | None:
+    """The keys of the config node at `path` (None: no node there)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node = OmegaConf.select(cfg, path, default=None) if path else cfg
+    return sorted(str(k) for k in node) if isinstance(node, DictConfig) else None
+
+
+def _typed(p: Param) -> str:
+    """The override as the user wrote it, near enough for an error message."""
+    if p.kind == "interval":
+        inner = f"interval({fmt(p.low)},{fmt(p.high)})"
+        inner = f"int({inner})" if p.integer else inner
+        return f"{p.key}={f'tag(log,{inner})' if p.log else inner}"
+    return f"{p.key}={','.join(p.values)}"
+
+
+@dataclass
+class Conditions:
+    """The keys of a space that live under a config group whose option varies between trials
+    (optimizer.momentum under optimizer=sgd,momentum), and which of the group's options have
+    each key. A trial leaves out the keys its chosen option lacks; trials that become equal
+    then collapse into one."""
+
+    group_of: dict[str, str] = field(default_factory=dict)  # key (as typed) -> group key
+    has: dict[str, list[str]] = field(default_factory=dict)  # key -> the options that have it
+    options: dict[str, list[str]] = field(default_factory=dict)  # group key -> its options
+
+    def __bool__(self) -> bool:
+        return bool(self.group_of)
+
+    def applies(self, key: str, chosen: dict[str, str]) -> bool:
+        """Whether `key` belongs to the options in `chosen` ({group key: option})."""
+        group = self.group_of.get(key)
+        return group is None or chosen.get(group) in self.has[key]
+
+    def apply(self, trials: list[tuple[list[str], dict]]) -> tuple[list, str | None]:
+        """The trials without the keys their options lack, duplicates collapsed (the first
+        kept), and one line saying what was left out (None when nothing was)."""
+        out, seen = [], set()
+        lacking: dict[str, list[str]] = {}  # key -> the chosen options that lack it, in order
+        touched = 0
+        for overrides, params in trials:
+            chosen = {}
+            for o in overrides:
+                k, _, v = o.partition("=")
+                if k in self.group_of.values():
+                    chosen[k] = v
+            gone = [
+                o.partition("=")[0]
+                for o in overrides
+                if not self.applies(o.partition("=")[0], chosen)
+            ]
+            if not gone:
+                out.append((overrides, params))
+                continue
+            touched += 1
+            for k in gone:
+                opt = chosen[self.group_of[k]]
+                if opt not in lacking.setdefault(k, []):
+                    lacking[k].append(opt)
+            kept = [o for o in overrides if o.partition("=")[0] not in gone]
+            if tuple(kept) in seen:
+                continue
+            seen.add(tuple(kept))
+            names = {k.lstrip("+~") for k in gone}
+            out.append((kept, {k: v for k, v in params.items() if k not in names}))
+        if not lacking:
+            return out, None
+        parts = []
+        for k, opts in lacking.items():
+            g = self.group_of[k]
+            opts = [o for o in self.options[g] if o in opts]
+            parts.append(f"{k} left out where {g.lstrip('+')}={'|'.join(opts)}")
+        n_in, n_out = len(trials), len(out)
+        if n_out < n_in:
+            end = f": {n_in} trials collapse into {n_out}"
+        else:
+            end = f" ({touched} of {n_in} trials)"
+        return out, "conditional: " + "; ".join(parts) + end
+
+
+def conditions(space: list[Param], groups, compose, strict: bool = True) -> Conditions:
+    """The Conditions of a space. `groups`: the config groups (hydra.runtime.choices' keys);
+    `compose(overrides)`: the composed config of a list of overrides (the sweep's config
+    loader; runner.help.compose in tests). Each option of a swept group is composed once, with
+    the space's fixed overrides that do not depend on it. strict: a key that no option of its
+    group has is an error (one line: the key, the options and the keys each has); else (a
+    narrowed coarse-to-fine space) it is left out of every trial."""
+    swept = {
+        _package(p.key): p
+        for p in space
+        if p.kind == "choice" and p.name in groups and not p.key.startswith("~")
+    }
+    if not swept:
+        return Conditions()
+    cond = Conditions()
+    for p in space:
+        if p.key != p.name or p.name in groups:  # +key / ++key / ~key: not a setting to check
+            continue
+        owners = [pkg for pkg in swept if p.name.startswith(pkg + ".")]
+        if owners:
+            cond.group_of[p.key] = swept[max(owners, key=len)].key
+    if not cond:
+        return cond
+    base = [
+        override(p, p.values[0])
+        for p in space
+        if p.kind == "fixed" and p.key not in cond.group_of and _package(p.key) not in swept
+    ]
+    composed: dict[tuple[str, str], object] = {}
+    for key, gkey in cond.group_of.items():
+        options = cond.options[gkey] = swept[_package(gkey)].values
+        parent, _, leaf = key.rpartition(".")
+        keys = {}
+        for opt in options:
+            if (gkey, opt) not in composed:
+                composed[(gkey, opt)] = compose(base + [f"{gkey}={opt}"])
+            keys[opt] = _node_keys(composed[(gkey, opt)], parent) or []
+        cond.has[key] = [o for o in options if leaf in keys[o]]
+        if strict and not cond.has[key]:
+            g = gkey.lstrip("+")
+            what = "; ".join(f"{g}={o} has {', '.join(keys[o]) or 'none'}" for o in options)
+            raise SweepError(
+                f"{_typed(next(p for p in space if p.key == key))}: not a setting of any "
+                f"option swept ({g}={','.join(options)}): {what}"
+            )
+    return cond
