@@ -39,12 +39,14 @@ test: $(STAMP)
 bench: $(BENCH_STAMP)
 	$(VENV)/bin/python benchmarks/bench_train.py --repeats 5 --trials 64
 	$(VENV)/bin/python benchmarks/compare_bench.py --runs 1000 --repeats 5
+	$(VENV)/bin/python benchmarks/bench_startup.py --repeats 5 --profile
 
 # Every measurement once at toy sizes, without torch: checks that the benchmarks still run
 # (a couple of minutes); the numbers mean nothing.
 bench-quick: $(STAMP)
 	$(VENV)/bin/python benchmarks/bench_train.py --quick
 	$(VENV)/bin/python benchmarks/compare_bench.py --runs 100 --repeats 1
+	$(VENV)/bin/python benchmarks/bench_startup.py --repeats 1
 
 clean:
 	rm -rf $(VENV) outputs

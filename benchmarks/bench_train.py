@@ -206,6 +206,23 @@ cfg, ds = load_w1()
 torch_loop(ds.x_train.reshape(len(ds.x_train), -1), ds.y_train, {epochs}, 128, 256, 1e-3)
 """
 
+# What a PyTorch user's script does: W1's arrays from a file (save_w1_arrays writes them once),
+# no config composing. TORCH_SCRIPT above loads them through the runner's config and loader
+# (Hydra, the test suite's conftest), which costs a few seconds of its whole process.
+TORCH_SCRIPT_NPZ = """
+import sys, numpy as np
+sys.path.insert(0, {bench!r})
+from bench_train import torch_loop
+d = np.load({npz!r})
+torch_loop(d["x"], d["y"], {epochs}, 128, 256, 1e-3)
+"""
+
+
+def save_w1_arrays(path):
+    """W1's training arrays (flattened) into an .npz for TORCH_SCRIPT_NPZ."""
+    _, ds = load_w1()
+    np.savez(path, x=ds.x_train.reshape(len(ds.x_train), -1), y=ds.y_train)
+
 
 def s_grid(n):
     """n = 16 * k trials: 4 learning rates x 4 weight decays x k seeds."""
@@ -214,13 +231,14 @@ def s_grid(n):
     return [(lr, wd, seed) for lr in lrs for wd in wds for seed in range(max(n // 16, 1))]
 
 
-def sweep_process(n, launcher):
-    """Wall time of the whole `runner -m` sweep of S_n, and what its trials' metrics say."""
+def sweep_process(n, launcher, folder="/tmp", env=None):
+    """Wall time of the whole `runner -m` sweep of S_n, and what its trials' metrics say; the
+    sweep writes to FOLDER/bench_sweep_LAUNCHER, with ENV added to the environment."""
     import json
     import shutil
 
     lrs, wds, seeds = (sorted({t[i] for t in s_grid(n)}) for i in range(3))
-    d = Path(f"/tmp/bench_sweep_{launcher}")
+    d = Path(folder) / f"bench_sweep_{launcher}"
     shutil.rmtree(d, ignore_errors=True)
     cmd = [
         str(ROOT / ".venv" / "bin" / "runner"),
@@ -233,7 +251,7 @@ def sweep_process(n, launcher):
         f"hydra.sweep.dir={d}",
         "hydra.sweeper.progress=false",
     ]
-    wall = whole_process(cmd)
+    wall = whole_process(cmd, env)
     train = comp = 0.0
     groups, completed = set(), 0
     for m in (json.loads(f.read_text()) for f in d.glob("*/metrics.json")):
@@ -250,11 +268,26 @@ def sweep_process(n, launcher):
 
 
 def whole_process(cmd, env=None):
-    t0 = time.perf_counter()
-    subprocess.run(
-        cmd, check=True, capture_output=True, env={**os.environ, **(env or {})}, cwd="/tmp"
-    )
-    return time.perf_counter() - t0
+    """Seconds until the process exits. Its output goes to files, not pipes: a detached child
+    (runner draws PNGs in one) would hold a pipe open, and reading it to the end would time
+    the child too, where the prompt comes back when the process exits."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        rc = subprocess.run(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, **(env or {})},
+            cwd="/tmp",
+        ).returncode
+        took = time.perf_counter() - t0
+        if rc:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise RuntimeError(f"exit {rc}: {' '.join(map(str, cmd))[:300]}\n{tail}")
+    return took
 
 
 def matmul_peak(sizes=(2048, 3072), repeats=7):
