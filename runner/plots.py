@@ -405,6 +405,16 @@ def _write_marker(run_dir: Path, pid: int) -> None:
     atomic_write(Path(run_dir) / PENDING, f"{pid} {hostname()}\n")
 
 
+def in_background(plot_wait, in_sweep: bool, loggers) -> bool:
+    """Whether a run's PNGs are drawn by the detached process (trainer.plot_wait: true draws
+    before returning, false after; auto: after, except for a sweep's trials, which would start
+    one process each, all at once for a vmapped group, and with logger=mlflow, which uploads
+    the PNGs, so they must exist first). The rule of `runner` and `runner resume` alike."""
+    if isinstance(plot_wait, bool):
+        return not plot_wait
+    return not in_sweep and "mlflow" not in loggers
+
+
 def mark_pending(run_dir) -> None:
     """PENDING naming this process: written before the run's final metrics.json, so that a
     reader never sees a finished run whose PNGs are coming but not announced."""

@@ -84,6 +84,7 @@ def run(argv: list[str]) -> int:
     from rich.console import Console
 
     from runner import app, provenance, runjob, stop
+    from runner.plots import in_background
     from runner.progress import Display, summary_line, summary_table
 
     runtime.enable_compilation_cache(cfg.paths)  # the saved run's paths.jax_cache
@@ -101,6 +102,7 @@ def run(argv: list[str]) -> int:
             result,
             title=f"resumed {run_dir}",
             plot=plot and result.status != "interrupted",
+            background=in_background(cfg.trainer.plot_wait, in_sweep, cfg.logger.backends),
         )
     if cfg.logger.backends:  # the saved config's logger=...: send the finished run
         from runner.export import after_run

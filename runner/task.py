@@ -170,12 +170,11 @@ def task(dcfg, result=None) -> float:
         from runner import app, provenance, stop
 
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
+        from runner.plots import in_background
+
         # A single run's PNGs are drawn by a detached process once its results are safe: the
-        # prompt comes back ~1 s sooner. A sweep's trials would start one such process each, all
-        # at once for a vmapped group; MLflow sends the PNGs, so they must exist first.
-        wait = cfg.trainer.plot_wait
-        if not isinstance(wait, bool):
-            wait = multirun or "mlflow" in cfg.logger.backends
+        # prompt comes back ~1 s sooner (runner.plots.in_background says when not).
+        later = in_background(cfg.trainer.plot_wait, multirun, cfg.logger.backends)
         with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
             provenance.write(run_dir, cwd=hc.runtime.cwd)  # before the final metrics.json
             app.write_run(
@@ -183,7 +182,7 @@ def task(dcfg, result=None) -> float:
                 result,
                 title=" ".join(hc.overrides.task) or "defaults",
                 plot=plot and result.status != "interrupted",
-                background=not wait,
+                background=later,
             )
         if cfg.logger.backends:  # logger=tensorboard|mlflow: from the files just written
             from rich.markup import escape  # a logger's error may hold [brackets]

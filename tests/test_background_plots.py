@@ -95,6 +95,21 @@ def test_plot_wait_true_draws_before_the_run_returns(tmp_path, result):
         assert plots.read_description(run_dir / name)["panels"], name
 
 
+@pytest.mark.parametrize(
+    "plot_wait, in_sweep, loggers, later",
+    [
+        ("auto", False, (), True),  # a single run: after the prompt
+        ("auto", True, (), False),  # a sweep's trial: before (one process per trial otherwise)
+        ("auto", False, ("tensorboard",), True),
+        ("auto", False, ("tensorboard", "mlflow"), False),  # MLflow uploads the PNGs
+        (True, False, (), False),
+        (False, True, ("mlflow",), True),  # an explicit choice wins
+    ],
+)
+def test_when_runner_and_resume_draw_in_the_background(plot_wait, in_sweep, loggers, later):
+    assert plots.in_background(plot_wait, in_sweep, loggers) is later
+
+
 def test_bad_plot_wait_is_one_line_naming_the_allowed_values():
     with pytest.raises(ConfigError) as e:
         validate(compose(["trainer.plot_wait=later"]))
