@@ -54,6 +54,29 @@ def run_inprocess(overrides=(), tiny=True):
     return cfg, run(cfg, ds)
 
 
+def task_config(overrides, run_dir: Path, cwd: Path):
+    """The config runner.task.task gets from Hydra for a single run into `run_dir` started in
+    `cwd`: composed, HydraConfig set, .hydra/config.yaml written; without its hydra node."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    from runner.rundir import CONFIG
+
+    cfg = compose(list(overrides), return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(run_dir)
+        cfg.hydra.runtime.cwd = str(cwd)
+        cfg.hydra.mode = RunMode.RUN
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / CONFIG)
+    return cfg
+
+
 def run_main(args, cwd=None):
     """`runner compare|best|plot ARGS` in-process (runner.compare.main.main): (exit code,
     stdout, stderr)."""

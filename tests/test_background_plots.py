@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY, compose, run_inprocess
+from conftest import TINY, compose, run_inprocess, task_config
 
 from runner import app, plots, rundir
 from runner.compare import plotjob
@@ -70,25 +70,10 @@ def test_background_draw_matches_the_foreground_and_removes_its_marker(tmp_path,
 
 
 def test_plot_wait_true_draws_before_the_run_returns(tmp_path, result):
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf, open_dict
-
     from runner.task import task
 
     run_dir = tmp_path / "run"
-    (run_dir / ".hydra").mkdir(parents=True)
-    overrides = [*TINY, "trainer.plot=true", "trainer.plot_wait=true"]
-    cfg = compose(overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(tmp_path)
-        cfg.hydra.mode = RunMode.RUN
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    OmegaConf.save(cfg, run_dir / rundir.CONFIG)
+    cfg = task_config([*TINY, "trainer.plot=true", "trainer.plot_wait=true"], run_dir, tmp_path)
     task(cfg, result=result)  # trained already: the writing and printing are left
     assert not (run_dir / plots.PENDING).exists()
     for name in PNGS:

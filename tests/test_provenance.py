@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import TINY, compose, run_main
+from conftest import TINY, run_main, task_config
 
 from runner import provenance, rundir
 
@@ -163,10 +163,6 @@ def test_a_failure_collecting_never_costs_the_run(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory):
     """A run folder written by runner.task.task, as Hydra calls it, from a git repository."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf, open_dict
-
     from runner.task import task
 
     base = tmp_path_factory.mktemp("prov")
@@ -178,18 +174,7 @@ def real_run(tmp_path_factory):
         git(project, "add", "notes.txt")
         git(project, "commit", "-q", "-m", "first")
     run_dir = base / "runs" / "a"
-    run_dir.mkdir(parents=True)
-    cfg = compose(TINY, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(run_dir)
-        cfg.hydra.runtime.cwd = str(project)
-        cfg.hydra.mode = RunMode.RUN
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    (run_dir / ".hydra").mkdir()
-    OmegaConf.save(cfg, run_dir / rundir.CONFIG)
+    cfg = task_config(TINY, run_dir, project)
     provenance.clear_cache()
     task(cfg)
     return run_dir, project
