@@ -92,14 +92,14 @@ COMPLETED = "completed"
 DIVERGED = "diverged"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
+PRUNED = "pruned"
 STALE = "stale"
 UNREADABLE = "unreadable"
 INCOMPLETE = "incomplete"
 
 # status -> (final, written by the run, meaning). Final: the run has ended and all its files are
 # there. Written: a run puts it in metrics.json; the others are derived by readers and never
-# written. Adding a status (e.g. "pruned": final, written, "stopped early by the sweeper") is
-# one line here.
+# written. Adding a status is one line here.
 LIFECYCLE = {
     RUNNING: (
         False,
@@ -122,6 +122,13 @@ LIFECYCLE = {
         True,
         "stopped by Ctrl-C or SIGTERM: full final metrics, interrupted_by "
         "SIGINT or SIGTERM, and maybe checkpoint (the file to resume from)",
+    ),
+    PRUNED: (
+        True,
+        True,
+        "stopped by the sweeper at a budget (pruned_at: the epoch; pruned_by: "
+        "hyperband, sha, median or trainer.stop_at): full final metrics for the "
+        "epochs it trained",
     ),
     STALE: (
         False,

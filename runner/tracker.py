@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Result:
-    status: str  # completed | diverged | failed | interrupted
+    status: str  # completed | diverged | failed | interrupted | pruned
     metrics: dict
     history: list = field(default_factory=list)
     best_state: TrainState | None = None  # the state at the best epoch (None: none was finite)
@@ -194,6 +194,11 @@ class Tracker:
         """The run was stopped by a signal (Ctrl-C, SIGTERM) before it was done."""
         self.status, self.reason = "interrupted", signal_name or "SIGINT"
 
+    def prune(self, by: str) -> None:
+        """A sweeper's rule stopped the run after its last epoch (rundir.PRUNED): `by` names
+        the rule (hyperband, sha, median, or trainer.stop_at)."""
+        self.status, self.reason = "pruned", by
+
     def initial_diagnostics(self, diag: dict) -> None:
         """diagnostics.csv's epoch 0 (the untrained network: the initial evaluation's
         activation pass; no gradient yet) and the warnings it already shows."""
@@ -285,6 +290,9 @@ class Tracker:
         }
         if self.status == "interrupted":
             metrics["interrupted_by"] = self.reason
+        if self.status == "pruned":
+            metrics["pruned_at"] = len(history)
+            metrics["pruned_by"] = self.reason
         if cfg.trainer.overfit_batches and metric == "acc" and self.status != "interrupted":
             reached = ev_final.get("train_metric", 0.0) >= 0.999
             metrics["overfit_train_acc"] = ev_final.get("train_metric")

@@ -262,7 +262,7 @@ def test_sweep_rows_use_the_same_status(three, tmp_path):
 
 
 def test_the_lifecycle_is_one_table():
-    assert rundir.FINAL == ("completed", "diverged", "failed", "interrupted")
+    assert rundir.FINAL == ("completed", "diverged", "failed", "interrupted", "pruned")
     assert (
         set(rundir.STATUSES)
         == set(rundir.LIFECYCLE)
@@ -272,6 +272,7 @@ def test_the_lifecycle_is_one_table():
             "diverged",
             "failed",
             "interrupted",
+            "pruned",
             "stale",
             "unreadable",
             "incomplete",

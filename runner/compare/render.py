@@ -21,6 +21,7 @@ STATUS_STYLE = {
     "diverged": "red",
     "failed": "bold red",
     "interrupted": "magenta",
+    "pruned": "cyan",
     "running": "yellow",
     "stale": "yellow dim",
     "unreadable": "bold red",

@@ -117,6 +117,7 @@ def sweep_mode(rows: list[dict]) -> tuple[str | None, str]:
 
 STATUS_ORDER = {
     "completed": 0,
+    "pruned": 1,  # trained less than the completed trials: its objective is from a smaller budget
     "diverged": 2,
     "interrupted": 3,
     "failed": 3,
