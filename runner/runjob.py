@@ -31,9 +31,10 @@ class Keeper:
         self.epochs = 0
 
     def running(self) -> None:
-        rundir.write_json(
+        rundir.write_json(  # progress: rewritten until the final one (rundir.atomic_write)
             self.run_dir / rundir.METRICS,
             running_metrics(self.started, epochs_run=len(self.rows), epochs=self.epochs),
+            durable=False,
         )
 
     def start(self, metric: str, epochs: int, done_rows: list | None = None) -> None:
@@ -47,7 +48,8 @@ class Keeper:
         if len(self.rows) == 1 or now - self.last_write >= PROGRESS_EVERY_S:
             self.last_write = now
             if self.metric:
-                rundir.write_curves(self.run_dir / rundir.CURVES, self.rows, self.metric)
+                path = self.run_dir / rundir.CURVES
+                rundir.write_curves(path, self.rows, self.metric, durable=False)
             self.running()
 
     def checkpoint(self, state, best, meta: dict) -> None:

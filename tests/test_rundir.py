@@ -546,3 +546,23 @@ def test_single_runs_started_in_the_same_second_get_a_folder_each(tmp_path, monk
         "outputs/2026-01-02/03-04-05-2",
     ]
     assert all((tmp_path / d).is_dir() for d in dirs)
+
+
+def test_progress_writes_skip_fsync_and_final_ones_keep_it(tmp_path, monkeypatch):
+    """A running run's metrics.json and curves.csv are rewritten every second: no fsync (3-8
+    ms each here); they are still whole files. What a run ends with is fsynced."""
+    from runner.runjob import Keeper
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    keeper = Keeper(tmp_path)
+    keeper.start("acc", epochs=3)
+    row = {"epoch": 1, "step": 2, "lr": 0.1, "lr_next": 0.1, "train_loss": 1.0}
+    keeper.epoch(row)  # the first epoch is always written
+    assert synced == []
+    assert json.loads((tmp_path / rundir.METRICS).read_text())["epochs_run"] == 1
+    assert (tmp_path / rundir.CURVES).read_text().splitlines()[1].startswith("1,2,0.1,0.1,1,")
+    rundir.write_json(tmp_path / rundir.METRICS, {"status": "completed"})
+    rundir.write_curves(tmp_path / rundir.CURVES, [row], "acc")
+    assert len(synced) == 2

@@ -169,8 +169,11 @@ def _open_folders(idx, configs) -> list:
         sc = configs[i]
         d = _job_dir(sc)
         (d / ".hydra").mkdir(parents=True, exist_ok=True)
-        rundir.atomic_write(d / rundir.CONFIG, OmegaConf.to_yaml(_task_config(sc)))
-        rundir.atomic_write(d / rundir.OVERRIDES, OmegaConf.to_yaml(sc.hydra.overrides.task))
+        # Hydra's run_job writes them again (without fsync) when the job's turn comes.
+        config = OmegaConf.to_yaml(_task_config(sc))
+        rundir.atomic_write(d / rundir.CONFIG, config, durable=False)
+        overrides = OmegaConf.to_yaml(sc.hydra.overrides.task)
+        rundir.atomic_write(d / rundir.OVERRIDES, overrides, durable=False)
         keepers.append(Keeper(d))
     return keepers
 
