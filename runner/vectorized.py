@@ -19,7 +19,6 @@ import time
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from runner import stop
@@ -102,7 +101,7 @@ def _placement(n: int):
     a multiple of the devices used. One device: plain device arrays."""
     devices = jax.local_devices()[:n]
     if len(devices) < 2:
-        return (lambda tree, replicate=False: jax.tree_util.tree_map(jnp.asarray, tree)), n
+        return (lambda tree, replicate=False: jax.device_put(tree)), n  # see app.prepare
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     mesh = Mesh(np.array(devices), ("member",))

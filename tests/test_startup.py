@@ -270,3 +270,41 @@ def test_the_collector_paused_for_start_up_resumes_frozen(monkeypatch):
     runtime.pause_gc()
     runtime.resume_gc()
     assert calls == ["disable", "freeze", "enable"]
+
+
+def test_a_runs_arrays_and_key_go_to_the_device_without_compiling(caplog):
+    """app.prepare and app.prng_key give what jnp.asarray and jax.random.PRNGKey give, without
+    the small program each of those traces and looks up for a new shape (0.1-0.2 s a run)."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from conftest import TINY, compose
+
+    from runner import app
+    from runner.config import validate
+    from runner.core.spec import make_hparams
+    from runner.data import load_dataset
+
+    cfg = validate(compose([*TINY, "data.max_samples=117"]))  # shapes no other test has
+    ds = load_dataset(cfg.data)
+    with jax.log_compiles(), caplog.at_level("DEBUG"):
+        spec, hp, data = app.prepare(cfg, ds)
+        keys = [app.prng_key(s) for s in (0, 1, 12345, 2**31 - 1)]
+    assert not [r for r in caplog.records if "Compiling" in r.getMessage()]
+    eager = {**make_hparams(cfg, spec), **ds.arrays()}
+    for k, v in {**hp, **data}.items():
+        e = jnp.asarray(eager[k])
+        assert (v.dtype, v.shape, v.weak_type, v.sharding) == (
+            e.dtype,
+            e.shape,
+            e.weak_type,
+            e.sharding,
+        ), k
+        np.testing.assert_array_equal(np.asarray(v), np.asarray(e))
+    for s, k in zip((0, 1, 12345, 2**31 - 1), keys):
+        ref = jax.random.PRNGKey(s)
+        assert (k.dtype, k.shape, k.weak_type) == (ref.dtype, ref.shape, ref.weak_type)
+        np.testing.assert_array_equal(np.asarray(k), np.asarray(ref))
+    assert (
+        np.asarray(app.prng_key(2**40)).tolist() == np.asarray(jax.random.PRNGKey(2**40)).tolist()
+    )
