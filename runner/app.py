@@ -15,13 +15,20 @@ import jax
 import numpy as np
 
 from runner import rundir, stop
-from runner.config import Config, ConfigError
+from runner.config import Config, ConfigError, record
 from runner.core import layerstats as diag
 from runner.core import train
 from runner.core.spec import Spec, make_hparams, make_spec
 from runner.core.state import Data, HParams, TrainState
 from runner.data import Dataset, overfit_subset, stratified_order
-from runner.tracker import Result, Tracker, Warnings, check_initial_loss, resolve_monitor
+from runner.tracker import (
+    STOP_AT,
+    Result,
+    Tracker,
+    Warnings,
+    check_initial_loss,
+    resolve_monitor,
+)
 
 
 def _host(tree) -> dict:
@@ -52,16 +59,10 @@ def prng_key(seed: int) -> jax.Array:
 
 
 def _restore(resume: Resume, template: TrainState) -> tuple[TrainState, TrainState]:
-    """(state, best state) from a checkpoint, on the structure and devices of `template` (a
-    freshly initialised state). The best state's other fields are the restored state's: only
-    its params and batch_stats are ever evaluated."""
-    from runner.checkpoint import restore_tree
+    """(state, best state) from a checkpoint (runner.checkpoint.restore_state)."""
+    from runner.checkpoint import restore_state
 
-    state = jax.device_put(restore_tree(resume.arrays, "state", template, resume.path))
-    if not any(k.startswith("best[") for k in resume.arrays):
-        return state, state  # no epoch had finite numbers yet
-    best = restore_tree(resume.arrays, "best", state.weights(), resume.path)
-    return state, state.with_weights(jax.device_put(best))
+    return restore_state(resume.arrays, resume.path, template)
 
 
 @dataclass
@@ -139,6 +140,7 @@ def fit(
                 "wall_time": walled + now - t_start,
                 "compile_time": compiled + compile_time,
                 "tracker": tracker.bookkeeping(),
+                "config": record(cfg),  # what trainer.resume checks a new config against
             },
         )
         saved = ep
@@ -147,7 +149,7 @@ def fit(
     finished = False
     t_train = time.perf_counter()
     try:
-        for ep in range(first, cfg.trainer.epochs + 1):
+        for ep in range(first, (cfg.trainer.stop_at or cfg.trainer.epochs) + 1):
             if stop.requested():
                 break
             new_state, m = epoch_exe(state, data, hp)
@@ -160,13 +162,18 @@ def fit(
                 finished = done
             if on_epoch:
                 on_epoch(row)
-            if on_checkpoint and every and (done or ep % every == 0):
+            # trainer.stop_at's stop always leaves the checkpoint that trainer.resume continues
+            if on_checkpoint and (
+                (every and (done or ep % every == 0)) or tracker.reason == STOP_AT
+            ):
                 with stop.shielded():
                     checkpoint(ep)
             if done:
                 break
         else:
             finished = True  # resumed at its last epoch: nothing left to train
+            if first - 1 < cfg.trainer.epochs:  # continued to the stop_at it had reached
+                tracker.prune(STOP_AT)
     except KeyboardInterrupt:
         stop.note_interrupt()
     if not finished:

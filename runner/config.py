@@ -264,6 +264,17 @@ class TrainerConfig:
         doc="save the whole training state every N epochs for "
         "`runner resume RUN` (0: only when stopped by Ctrl-C/SIGTERM)",
     )
+    stop_at: int = knob(
+        0,
+        ge=0,
+        doc="train epochs 1..stop_at of the trainer.epochs run (schedules still span "
+        "trainer.epochs), then stop as pruned, leaving checkpoint.npz (0: off)",
+    )
+    resume: bool = knob(
+        False,
+        doc="continue from the run folder's checkpoint.npz when its run's config differs "
+        "only in trainer.stop_at/resume (no checkpoint: train from the start)",
+    )
     progress: bool = knob(True, doc="show the live progress display")
     compile: str = knob(
         "auto",
@@ -282,6 +293,12 @@ class TrainerConfig:
         doc="draw the PNGs before the run returns (auto: for sweep trials and logger=mlflow "
         "only; otherwise a detached process draws them just after, runner.plots.wait_for_plots "
         "waits for it)",
+    )
+    prune_curve: list = knob(
+        [],
+        doc="per-epoch thresholds of the monitored metric, entry e-1 for epoch e (null: no "
+        "check then): the run ends as pruned after the first epoch, short of the last, whose "
+        "best value so far is worse; hydra.sweeper.prune=median writes it",
     )
 
 
@@ -349,6 +366,21 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = knob(0, ge=0)
     name: str = knob("run", doc="a label for this experiment")
+
+
+def record(cfg: Config) -> dict:
+    """cfg as {dotted key: value}, JSON's types only: what a checkpoint keeps of its run's
+    config, so that trainer.resume can tell whether a new config continues it."""
+    import json
+
+    def flat(node, prefix):
+        for k, v in node.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    return json.loads(json.dumps(dict(flat(dataclasses.asdict(cfg), ""))))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,6 +577,26 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"schedule.base_lr={lo:g}: must be below max_lr={hi:g}")
     if cfg.trainer.cv_folds == 1:
         raise ConfigError("trainer.cv_folds=1: use 0 (off) or k >= 2 folds")
+    t = cfg.trainer
+    if t.stop_at > t.epochs:
+        raise ConfigError(
+            f"trainer.stop_at={t.stop_at}: out of range; expected 0 (off) or an integer "
+            f"from 1 to trainer.epochs={t.epochs}"
+        )
+    if t.cv_folds >= 2 and (t.stop_at or t.resume):
+        key, value = ("stop_at", t.stop_at) if t.stop_at else ("resume", "true")
+        raise ConfigError(
+            f"trainer.{key}={value}: not with trainer.cv_folds={t.cv_folds} (k-fold runs "
+            f"are not checkpointed); use trainer.cv_folds=0"
+        )
+    for i, v in enumerate(cfg.trainer.prune_curve):
+        if v is not None:
+            _coerce(v, float, {}, f"trainer.prune_curve[{i}]")
+    if cfg.trainer.prune_curve and cfg.trainer.cv_folds >= 2:
+        raise ConfigError(
+            f"trainer.prune_curve: not with trainer.cv_folds={cfg.trainer.cv_folds} (the "
+            f"objective is the folds' mean, not one curve); use [] there"
+        )
     _check_paths(cfg.paths)
     if cfg.activation.lower > cfg.activation.upper:
         raise ConfigError(

@@ -32,6 +32,13 @@ def _check_folder(run_dir: Path) -> None:
         raise ResumeError(f"{run_dir}: not a run folder (no {rundir.CONFIG})")
     read = rundir.read_metrics(run_dir)
     status = rundir.status_of(read.data) if read.ok else None
+    if status == rundir.PRUNED and (run_dir / rundir.CHECKPOINT).is_file():
+        raise ResumeError(
+            f"{run_dir}: status pruned at epoch {read.data.get('pruned_at')} (by "
+            f"{read.data.get('pruned_by')}): continue it with its command line plus "
+            f"trainer.resume=true hydra.run.dir={run_dir} and a later trainer.stop_at (0: to "
+            f"the end)"
+        )
     if status in rundir.FINAL and status != rundir.INTERRUPTED:
         raise ResumeError(f"{run_dir}: status {status}: nothing to resume")
     if status == rundir.RUNNING:

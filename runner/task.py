@@ -132,7 +132,7 @@ def task(dcfg, result=None) -> float:
     started = False
     try:
         cfg = validate(dcfg)
-        total = cfg.trainer.epochs * max(cfg.trainer.cv_folds, 1)
+        total = (cfg.trainer.stop_at or cfg.trainer.epochs) * max(cfg.trainer.cv_folds, 1)
         if detached:
             job_log = _JobLog(hc.job.num, total, cfg.trainer.progress)
         if result is None:
@@ -149,6 +149,11 @@ def task(dcfg, result=None) -> float:
             enable_compilation_cache(cfg.paths)  # paths.jax_cache
             check_memory(cfg, ds)  # with JAX started: an accelerator's own memory
             resume_gc()  # start-up is over (runner.runtime.pause_gc)
+            resume = None
+            if cfg.trainer.resume:  # the folder's checkpoint.npz, if any: its files stay
+                from runner.runjob import continuation
+
+                resume = continuation(run_dir, cfg)
             with Display(
                 total,
                 enabled=cfg.trainer.progress and not detached,
@@ -166,7 +171,10 @@ def task(dcfg, result=None) -> float:
                     display=_JobDisplay(display, hc.job.num) if multirun else display,
                     job_log=job_log,
                     on_started=on_started,
+                    resume=resume,
                 )
+            if resume is not None:
+                result.metrics["resumed_from_epoch"] = resume.meta["epoch"]
         from runner import app, provenance, stop
 
         plot = cfg.trainer.plot if isinstance(cfg.trainer.plot, bool) else not multirun
@@ -176,7 +184,11 @@ def task(dcfg, result=None) -> float:
         # prompt comes back ~1 s sooner (runner.plots.in_background says when not).
         later = in_background(cfg.trainer.plot_wait, multirun, cfg.logger.backends)
         with stop.shielded():  # a second Ctrl-C does not cut the run's files in half
-            provenance.write(run_dir, cwd=hc.runtime.cwd)  # before the final metrics.json
+            provenance.write(  # before the final metrics.json
+                run_dir,
+                cwd=hc.runtime.cwd,
+                resumed=result.metrics.get("resumed_from_epoch") is not None,
+            )
             app.write_run(
                 run_dir,
                 result,

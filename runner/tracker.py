@@ -98,6 +98,11 @@ def expected_initial_loss(spec: Spec) -> float | None:
     return None
 
 
+# pruned_by of a run that trainer.stop_at ended: it always leaves checkpoint.npz, which
+# trainer.resume continues from.
+STOP_AT = "trainer.stop_at"
+
+
 class Tracker:
     """One run's epoch-by-epoch bookkeeping: its curve rows, divergence, the best epoch and
     early stopping (see the module docstring)."""
@@ -156,12 +161,37 @@ class Tracker:
             self.best, self.best_epoch, self.since_best = value, ep, 0
         else:
             self.since_best += 1
+        if self._under_curve(ep):
+            self.prune("median")
+            return row, improved, True
         # patience = the number of epochs in a row without improvement that stops the run (0
         # stops at the first one, as 1 does)
         if reg.early_stopping and self.since_best >= max(reg.patience, 1):
             self.stopped_early = True
             return row, improved, True
-        return row, improved, ep >= cfg.trainer.epochs
+        stop = cfg.trainer.stop_at or cfg.trainer.epochs
+        if ep >= stop and stop < cfg.trainer.epochs:
+            self.prune(STOP_AT)
+        return row, improved, ep >= stop
+
+    def _under_curve(self, ep: int) -> bool:
+        """trainer.prune_curve's verdict after epoch `ep`: the best monitored value so far (what
+        Optuna's MedianPruner compares, not this epoch's alone) is strictly worse than the
+        entry. Never at the last epoch (stopping there saves nothing) nor without a validation
+        split."""
+        curve = self.cfg.trainer.prune_curve
+        if ep > len(curve) or curve[ep - 1] is None or ep >= self.cfg.trainer.epochs:
+            return False
+        if not self.has_val:
+            return False
+        values = [v for r in self.history if math.isfinite(v := r[self.monitor])]
+        if not values:
+            return False
+        best = max(values) if self.mode == "max" else min(values)
+        # as curves.csv holds it (6 significant digits), which the sweep's medians come from: a
+        # value equal to the median there is a tie, and a tie goes on
+        best = float(f"{best:.6g}")
+        return best < curve[ep - 1] if self.mode == "max" else best > curve[ep - 1]
 
     def _diverged(self, m: dict) -> str | None:
         """Why epoch metrics `m` end the run as diverged, or None. Checked: NaN/inf in the

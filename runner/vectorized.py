@@ -22,13 +22,20 @@ import jax
 import numpy as np
 
 from runner import stop
-from runner.config import Config
+from runner.config import Config, record
 from runner.core import layerstats as diag
 from runner.core import train
 from runner.core.spec import make_hparams, make_spec
 from runner.core.state import TrainState
 from runner.data import Dataset, overfit_subset
-from runner.tracker import Result, Tracker, Warnings, check_initial_loss, resolve_monitor
+from runner.tracker import (
+    STOP_AT,
+    Result,
+    Tracker,
+    Warnings,
+    check_initial_loss,
+    resolve_monitor,
+)
 
 INT32 = 2**31
 # A CPU works on every member's parameters and optimizer state at each step: once a group's
@@ -87,6 +94,35 @@ def plan_groups(keys: list) -> list[list[int]]:
     return out
 
 
+def padded_size(n: int, limit: int) -> int:
+    """The member count a group of n is padded to: the next power of two, at most `limit` (the
+    group size cap, when it is >= n). A sweep whose groups shrink from rung to rung (trials cut,
+    survivors continued) then compiles one program per power of two, not one per count."""
+    p = 1 << max(0, n - 1).bit_length()
+    return max(n, min(p, limit))
+
+
+def _restore_members(states: TrainState, resumes: list) -> tuple[TrainState, TrainState]:
+    """(states, best states) on the host, stacked: member i of `states` replaced by its
+    checkpoint's state (and best weights) where resumes[i] is an app.Resume, as app.fit
+    restores a run alone."""
+    from runner.checkpoint import restore_state
+
+    host = jax.device_get(states)
+    leaves, treedef = jax.tree_util.tree_flatten(host)
+    cur, best = [np.array(a) for a in leaves], [np.array(a) for a in leaves]
+    for i, r in enumerate(resumes):
+        if r is None:
+            continue
+        s_i, b_i = restore_state(
+            r.arrays, r.path, jax.tree_util.tree_map(lambda a, i=i: a[i], host)
+        )
+        for dst, tree in ((cur, s_i), (best, b_i)):
+            for a, b in zip(dst, jax.tree_util.tree_leaves(jax.device_get(tree))):
+                a[i] = b
+    return treedef.unflatten(cur), treedef.unflatten(best)
+
+
 def _member(tree, i: int) -> dict:
     """Member i of the host copy of a stacked metrics dict, in fit's per-run form."""
     return {
@@ -114,15 +150,29 @@ def _placement(n: int):
 
 
 def fit_group(
-    cfgs: list[Config], ds: Dataset, *, on_start=None, on_epoch=None, on_warn=None, pad_to: int = 0
+    cfgs: list[Config],
+    ds: Dataset,
+    *,
+    on_start=None,
+    on_epoch=None,
+    on_warn=None,
+    on_checkpoint=None,
+    pad_to: int = 0,
+    resumes: list | None = None,
 ) -> list[Result]:
     """Train runs of one structure (see group_key) together; return their Results, each equal
     (within float tolerance) to what runner.app.fit returns for that config alone.
 
-    on_start(spec, n_params, compile_time, n_members); on_epoch(epoch, n_active, rows) with
-    rows {member: curve row}; on_warn(member, message). pad_to: carry at least this many
-    members (inactive copies fill up), so that groups of nearly equal size share one program."""
+    on_start(spec, n_params, compile_time, n_members); on_epoch(step, n_active, rows): the
+    group's step-th epoch, rows {member: curve row} (each row has the member's own epoch);
+    on_warn(member, message); on_checkpoint(member, state, best, meta) as app.fit's, when
+    trainer.stop_at stops a member. pad_to: carry at least this many members (inactive copies
+    fill up), so that groups of nearly equal size share one program (padded_size). resumes:
+    one app.Resume or None per member: that member continues its checkpoint, as app.fit(...,
+    resume=) does, from its own epoch; each member trains up to its trainer.stop_at (or
+    trainer.epochs)."""
     n = len(cfgs)
+    resumes = list(resumes) if resumes is not None else [None] * n
     first = cfgs[0]
     if first.trainer.overfit_batches:
         ds = overfit_subset(first, ds)
@@ -157,24 +207,58 @@ def fit_group(
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(one)))
     trackers = []
     for i, c in enumerate(cfgs):
+        if resumes[i] is not None:  # its bookkeeping so far, as app.fit's resume
+            book = resumes[i].meta["tracker"]
+            trackers.append(Tracker(c, spec, ds, book["initial"], names, warns[i]))
+            trackers[-1].load(book)
+            continue
         initial = _member(initial_all, i)
         diag0 = initial.pop("diag", None)  # with diagnostics on: epoch 0's activation pass
         check_initial_loss(spec, initial, warns[i])
         trackers.append(Tracker(c, spec, ds, initial, names, warns[i]))
         if diag0 is not None:
             trackers[-1].initial_diagnostics(diag0)
+    best = states
+    # Each member's epochs: from after its checkpoint's epoch to its stop_at (or epochs); the
+    # schedule's step and the RNG travel in its state, so only the host counts epochs.
+    start = np.array([r.meta["epoch"] if r else 0 for r in resumes] + [0] * (n_pad - n))
+    last = np.array([c.trainer.stop_at or c.trainer.epochs for c in cfgs] + [0] * (n_pad - n))
+    prev = [r.meta if r else {} for r in resumes]
+    if any(r is not None for r in resumes):
+        host, host_best = _restore_members(states, resumes + [None] * (n_pad - n))
+        states, best = put(host), put(host_best)
+        active &= start < last
+        for i in np.flatnonzero((start >= last)[:n]):  # continued to the stop it had reached
+            if start[i] < cfgs[i].trainer.epochs:
+                trackers[i].prune(STOP_AT)
     if on_start:
         on_start(spec, n_params, compile_time, n)
 
-    best = states
+    def checkpoint(i: int, host) -> None:
+        state_i, best_i = jax.tree_util.tree_map(lambda a: a[i], host)
+        p = prev[i]
+        on_checkpoint(
+            int(i),
+            state_i,
+            best_i.weights() if trackers[i].best_epoch else None,
+            {
+                "epoch": len(trackers[i].history),
+                "train_time": p.get("train_time", 0.0) + float(own[i]),
+                "wall_time": p.get("wall_time", 0.0) + float(own[i]) + (t_train - t_start) / n,
+                "compile_time": p.get("compile_time", 0.0) + compile_time / n,
+                "tracker": trackers[i].bookkeeping(),
+                "config": record(cfgs[i]),
+            },
+        )
+
     # A member's own training time: each epoch's time split evenly among the members active in
     # it, summed over the epochs it was active (a member that stopped early costs the group
     # nothing after its last epoch). The shares add up to the group's train_time.
     own = np.zeros(n)
     t_train = mark = time.perf_counter()
     try:
-        for ep in range(1, max(c.trainer.epochs for c in cfgs) + 1):
-            if stop.requested():
+        for step in range(1, int(max(last - start)) + 1):
+            if stop.requested() or not active.any():
                 break
             new_states, m = epoch_exe(states, data, hps, put(active))
             m = jax.device_get(m)  # host sync point: one per epoch for the whole group
@@ -187,20 +271,32 @@ def fit_group(
                 improved = np.zeros(n_pad, bool)
                 rows = {}
                 for i in ran:
+                    ep = int(start[i]) + step
                     row, improved[i], done = trackers[i].update(ep, _member(m, i), float(own[i]))
                     rows[int(i)] = row
                     if done:
                         active[i] = False
                 if improved.any():
                     best = select_exe(put(improved), states, best)
+                # trainer.stop_at's stop always leaves a checkpoint
+                save = [i for i in ran if not active[i] and trackers[i].reason == STOP_AT]
+                if on_checkpoint and save:
+                    host = jax.device_get((states, best))
+                    for i in save:
+                        checkpoint(i, host)
             if on_epoch:
-                on_epoch(ep, int(active.sum()), rows)
-            if not active.any():
-                break
+                on_epoch(step, int(active.sum()), rows)
     except KeyboardInterrupt:
         stop.note_interrupt()
     for i in np.flatnonzero(active[:n]):  # members a stop caught before they were done
         trackers[i].interrupt(stop.signal_name())
+    # As app.fit: a stopped member keeps what it trained since its start, for trainer.resume.
+    caught = [i for i in np.flatnonzero(active[:n]) if len(trackers[i].history) > start[i]]
+    if on_checkpoint and caught:
+        with stop.shielded():
+            host = jax.device_get((states, best))
+            for i in caught:
+                checkpoint(i, host)
     train_time = time.perf_counter() - t_train
     # What no epoch accounts for (the display, the stop bookkeeping): shared like the epochs.
     share = own / own.sum() if own.sum() > 0 else np.full(n, 1 / n)
@@ -225,6 +321,10 @@ def fit_group(
         ev = _member(ev_all, i) if tr.best_epoch else {}
         ev_final = _member(ev_final_all, i) if tr.history else {}
         best_i = jax.tree_util.tree_map(lambda a, i=i: a[i], best_host) if tr.best_epoch else None
+        p = prev[i]  # a continued member's times before this group count towards its totals
+        extra = {"vectorized": dict(group, member=i)}
+        if resumes[i] is not None:
+            extra["resumed_from_epoch"] = p["epoch"]
         results.append(
             tr.result(
                 ds,
@@ -232,11 +332,11 @@ def fit_group(
                 best_i,
                 n_params=n_params,
                 times={
-                    "wall_time": float(rest + own[i]),
-                    "train_time": float(own[i]),
-                    "compile_time": compile_time / n,
+                    "wall_time": p.get("wall_time", 0.0) + float(rest + own[i]),
+                    "train_time": p.get("train_time", 0.0) + float(own[i]),
+                    "compile_time": p.get("compile_time", 0.0) + compile_time / n,
                 },
-                extra={"vectorized": dict(group, member=i)},
+                extra=extra,
                 ev_final=ev_final,
             )
         )

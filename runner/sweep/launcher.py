@@ -117,7 +117,7 @@ def _plan(configs: list, max_members: int):
     from runner.data import load_dataset
     from runner.datasets import cache_in
     from runner.memory import check_memory
-    from runner.vectorized import group_key, group_size, plan_groups
+    from runner.vectorized import group_key, group_size, padded_size, plan_groups
 
     valid, keys, data = [], [], {}
     for sc in configs:
@@ -143,9 +143,14 @@ def _plan(configs: list, max_members: int):
         except Exception:  # noqa: BLE001 - fit_group reports what is wrong with the model
             size = max_members
         chunks = _chunks(group, size)
+        pad = len(chunks[0])
+        # Budgeted trials (a rung's survivors, continued) come in counts that change from
+        # batch to batch: padding to a power of two keeps them on a few compiled programs.
+        if any(valid[i][0].trainer.stop_at or valid[i][0].trainer.resume for i in group):
+            pad = padded_size(pad, max(size, pad))
         for chunk in chunks:
             if len(chunk) >= 2:
-                plan.append((chunk, [valid[i][0] for i in chunk], ds, len(chunks[0])))
+                plan.append((chunk, [valid[i][0] for i in chunk], ds, pad))
     return plan
 
 
@@ -187,20 +192,31 @@ def _train_group(group, configs) -> dict:
 
     idx, cfgs, ds, pad_to = group
     nums = [int(configs[i].hydra.job.num) for i in idx]
-    epochs = max(c.trainer.epochs for c in cfgs)
     label = (
         f"jobs {nums[0]}-{nums[-1]}"
         if nums == list(range(nums[0], nums[-1] + 1))
         else f"{len(nums)} jobs"
     )
+    try:  # trainer.resume=true: the checkpoints the members continue, read before any write
+        from runner.runjob import continuation
+
+        resumes = [
+            continuation(_job_dir(configs[i]), c) if c.trainer.resume else None
+            for i, c in zip(idx, cfgs)
+        ]
+    except Exception as e:  # noqa: BLE001 - each job alone reports its own error
+        log.warning("%s: not vectorised (%s); running them one by one", label, describe(e))
+        return {}
+    done = [r.meta["tracker"]["history"] if r else [] for r in resumes]
+    epochs = max((c.trainer.stop_at or c.trainer.epochs) - len(d) for c, d in zip(cfgs, done))
     keepers = _open_folders(idx, configs)
     with Display(
         epochs, enabled=cfgs[0].trainer.progress, title=f"{label} (vmap x{len(idx)})"
     ) as display:
 
         def on_start(spec, n_params, compile_time, n):
-            for k, c in zip(keepers, cfgs):
-                k.start(tracker.metric_name(spec), c.trainer.epochs)
+            for k, c, d in zip(keepers, cfgs, done):
+                k.start(tracker.metric_name(spec), c.trainer.epochs, d)
             display.advance(0, f"{n} x {n_params:,} params, compiled in {compile_time:.2f}s")
 
         def on_epoch(ep, n_active, rows):
@@ -213,13 +229,40 @@ def _train_group(group, configs) -> dict:
 
         try:
             out = vectorized.fit_group(
-                cfgs, ds, on_start=on_start, on_epoch=on_epoch, on_warn=on_warn, pad_to=pad_to
+                cfgs,
+                ds,
+                on_start=on_start,
+                on_epoch=on_epoch,
+                on_warn=on_warn,
+                on_checkpoint=lambda i, *saved: keepers[i].checkpoint(*saved),
+                pad_to=pad_to,
+                resumes=resumes,
             )
         except Exception as e:
             display.warn(f"{label}: not vectorised ({describe(e)}); running them one by one")
             log.debug("vectorised group failed", exc_info=True)
             return {}
     return dict(zip(idx, out))
+
+
+SUBDIR = "hydra.sweep.subdir="
+
+
+def _own_number(config, overrides: list[str], default: int) -> tuple[int, list[str]]:
+    """(job number, overrides) of a job. A job that names its folder by number
+    (hydra.sweep.subdir=N: the survivors of a hyperband rung, whose numbers are not
+    consecutive) gets N as its job number, so its messages and hydra.yaml say N too; while the
+    folder follows the number (runner's conf: subdir ${hydra.job.num}) the override is
+    dropped, so that such jobs still share a composed template (_Composer)."""
+    own = [o for o in overrides if o.startswith(SUBDIR) and o[len(SUBDIR) :].isdigit()]
+    if not own:
+        return default, overrides
+    try:
+        follows = config.hydra.sweep._get_node("subdir")._value() == "${hydra.job.num}"
+    except Exception:  # noqa: BLE001 - a config without the node: keep the override
+        follows = False
+    kept = [o for o in overrides if o not in own] if follows else overrides
+    return int(own[-1][len(SUBDIR) :]), kept
 
 
 def launch(launcher, job_overrides, initial_job_idx: int):
@@ -242,10 +285,11 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     configs = []
     composer = _Composer(launcher)
     for i, overrides in enumerate(job_overrides):
-        sc = composer.compose(list(overrides))
+        num, overrides = _own_number(config, list(overrides), initial_job_idx + i)
+        sc = composer.compose(overrides)
         with open_dict(sc):
-            sc.hydra.job.id = initial_job_idx + i
-            sc.hydra.job.num = initial_job_idx + i
+            sc.hydra.job.id = num
+            sc.hydra.job.num = num
         configs.append(sc)
     plan = _plan(configs, launcher.max_members) if len(configs) >= 2 else []
     returns: list = [None] * len(configs)
