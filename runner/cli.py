@@ -37,7 +37,7 @@ SUBCOMMANDS = {
 SUBCOMMAND_HELP = {
     "compare": "tabulate runs: the settings that differ, the metrics, a sparkline of each curve",
     "best": "the best run's folder and overrides, for scripts",
-    "plot": "draw a run's curves.png and diagnostics.png again (a sweep's trials too)",
+    "plot": "draw a run's curves.png and diagnostics.png again; a sweep folder's search.png",
     "resume": "continue a stopped run from its checkpoint, in its own folder",
     "gradcheck": "the notes' gradient check: analytic gradient against finite differences",
     "ensemble": "average the predictions of a sweep's top k trials and score the ensemble",

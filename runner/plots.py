@@ -389,12 +389,15 @@ def plot_diagnostics(rows: list[dict], path: Path, title: str = "") -> None:
 # A run's PNGs drawn after the prompt came back (trainer.plot_wait): a detached child process,
 # runner.compare.plotjob, draws them from the run's files as `runner plot RUN` does. While it
 # draws, PENDING in the run folder names it; when it is done PENDING is gone and either the PNGs
-# are there or PLOT_ERROR says why not. wait_for_plots(run_dir) waits for that.
+# are there or PLOT_ERROR says why not. wait_for_plots(run_dir) waits for that. A sweep's
+# topk.png and search.png (hydra.sweeper.plot_wait) go the same way, in the sweep folder, drawn
+# by runner.sweep.plotjob (SWEEP_CHILD); both children run child_main.
 
 PENDING = ".plots-pending"  # "PID HOST" of the process drawing the run's PNGs
 PLOT_ERROR = "plots-error.txt"  # one line: why the background draw left no PNG
 DRAW_TIMEOUT = 300  # s: the child gives up (and says so in PLOT_ERROR) after this
-CHILD = "runner.compare.plotjob"
+CHILD = "runner.compare.plotjob"  # a run's curves.png and diagnostics.png
+SWEEP_CHILD = "runner.sweep.plotjob"  # a sweep's topk.png and search.png
 
 _children: list = []  # this process's children (Popen): reaped so that none lingers as a zombie
 
@@ -423,11 +426,13 @@ def mark_pending(run_dir) -> None:
     _write_marker(Path(run_dir), os.getpid())
 
 
-def draw_in_background(run_dir, title: str = "") -> int:
-    """Start the detached process that draws the run's curves.png and diagnostics.png from its
-    files, and return its pid. It runs in a session of its own (a Ctrl-C or SIGTERM of this
-    process, or the terminal closing, does not reach it) and waits, on its stdin, until PENDING
-    names it. Raises OSError when it cannot be started (PENDING then removed)."""
+def draw_in_background(run_dir, *args: str, child: str = CHILD) -> int:
+    """Start the detached process `python -m CHILD RUN_DIR ARGS...` that draws the folder's
+    PNGs from its files (CHILD: a run's curves.png and diagnostics.png, ARGS its title;
+    SWEEP_CHILD: a sweep's), and return its pid. It runs in a session of its own (a Ctrl-C or
+    SIGTERM of this process, or the terminal closing, does not reach it) and waits, on its
+    stdin, until PENDING names it (child_main). Raises OSError when it cannot be started
+    (PENDING then removed)."""
     import contextlib
     import subprocess
     import sys
@@ -436,7 +441,7 @@ def draw_in_background(run_dir, title: str = "") -> int:
     _reap()
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", CHILD, str(run_dir), title],
+            [sys.executable, "-m", child, str(run_dir), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -452,6 +457,61 @@ def draw_in_background(run_dir, title: str = "") -> int:
         proc.stdin.close()  # the child's signal to start (EOF also if this process dies first)
     _children.append(proc)
     return proc.pid
+
+
+class Stopped(Exception):
+    pass
+
+
+def _stop(signum, frame):
+    import signal
+
+    raise Stopped(
+        f"timed out after {DRAW_TIMEOUT} s" if signum == signal.SIGALRM else "stopped by SIGTERM"
+    )
+
+
+def child_main(folder: Path, draw) -> int:
+    """The body of a drawing process (CHILD, SWEEP_CHILD): wait for the parent's go, run
+    `draw()` (None when every PNG was drawn, else the one line that says what was not) under
+    DRAW_TIMEOUT, then, also when the draw failed or was stopped: PLOT_ERROR holds that line
+    (or is removed after a good draw: it was an earlier draw's), and PENDING is removed last.
+    Exit status 1 when something was not drawn."""
+    import contextlib
+    import os
+    import signal
+    import sys
+
+    folder = Path(folder)
+    with contextlib.suppress(OSError):
+        sys.stdin.read()  # the parent's go: PENDING now names this process
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGALRM, _stop)
+    signal.alarm(DRAW_TIMEOUT)
+    try:
+        error = draw()
+    except BaseException as e:  # noqa: BLE001 - whatever stops the draw is what the record says
+        error = not_drawn(e)
+    signal.alarm(0)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the record and PENDING's removal, whole
+    try:
+        if error:
+            atomic_write(folder / PLOT_ERROR, error + "\n")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / PLOT_ERROR)  # from an earlier draw of the same folder
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(folder / PENDING)
+    return 1 if error else 0
+
+
+def not_drawn(e: BaseException, what: str = "PNGs") -> str:
+    """The one line PLOT_ERROR holds for the exception that stopped a draw."""
+    if isinstance(e, KeyboardInterrupt):
+        e = Stopped("stopped by SIGINT")
+    text = " ".join(str(e).split())  # one line, however the message was laid out
+    return f"{what} not drawn: {type(e).__name__}" + (f": {text}" if text else "")
 
 
 def _reap() -> None:
@@ -504,10 +564,10 @@ def pending(run_dir) -> int | None:
 
 
 def wait_for_plots(run_dir, timeout: float = 120.0) -> str | None:
-    """Wait until no process is drawing the run's PNGs (returns at once when none is, a stale
-    PENDING included). None when the PNGs, if the run drew any, are all there; else the one
-    line that says why not: PLOT_ERROR's, or that the drawing process ended without finishing.
-    TimeoutError after `timeout` seconds."""
+    """Wait until no process is drawing the PNGs of `run_dir`, a run's or a sweep's folder
+    (returns at once when none is, a stale PENDING included). None when the PNGs, if the run
+    drew any, are all there; else the one line that says why not: PLOT_ERROR's, or that the
+    drawing process ended without finishing. TimeoutError after `timeout` seconds."""
     import time
 
     run_dir = Path(run_dir)

@@ -162,10 +162,132 @@ def test_wait_for_plots_returns_on_a_stale_marker_and_times_out_on_a_live_one(tm
 
 
 def test_the_drawing_process_imports_no_jax():
-    code = "import runner.compare.plotjob, sys; print(json.dumps(sorted(sys.modules)))"
+    code = "import runner.compare.plotjob, runner.sweep.plotjob, sys; "
+    code += "print(json.dumps(sorted(sys.modules)))"
     p = subprocess.run(
         [sys.executable, "-c", "import json; " + code], capture_output=True, text=True, timeout=60
     )
     assert p.returncode == 0, p.stderr
     loaded = json.loads(p.stdout)
-    assert "runner.compare.main" in loaded and not any(m.split(".")[0] == "jax" for m in loaded)
+    assert "runner.compare.main" in loaded and "runner.sweep.report" in loaded
+    assert not any(m.split(".")[0] == "jax" for m in loaded)  # the sweep's child neither
+
+
+# ---------------------------------------------------------------------------------------------
+# a sweep's topk.png and search.png (hydra.sweeper.plot_wait), on sweep folders written by hand
+# as tests/test_search_views.py writes them, with curves: nothing trains
+
+SWEEP_PNGS = ("topk.png", "search.png")
+
+
+def _sweep_folder(d):
+    from test_search_views import LR, WD, lr_driven, make_sweep
+
+    summ = make_sweep(d, [LR, WD], lr_driven(8))
+    for r in summ["trials"]:  # curves for topk.png: falling towards the trial's objective
+        obj = r["objective"]
+        rows = [
+            {
+                "epoch": e,
+                "train_loss": 1.5 / e,
+                "val_loss": 1.6 / e,
+                "train_acc": obj - 0.02 * (4 - e),
+                "val_acc": obj - 0.03 * (4 - e),
+                "lr": 0.01,
+            }
+            for e in (1, 2, 3)
+        ]
+        rundir.write_curves(d / str(r["job"]) / rundir.CURVES, rows, "acc")
+    return summ
+
+
+def _finish(d, summ, capsys, **opts):
+    """The end of a sweep (Sweep._finish) on the folder `d`: the closing report's files line."""
+    from runner.sweep.run import Sweep
+
+    s = Sweep({"kind": "random", **opts}, [], config=None, hydra_context=None, launcher=None)
+    s.sweep_dir = d
+    s._finish(summ, None)
+    line = [ln for ln in capsys.readouterr().out.splitlines() if "sweep directory:" in ln]
+    assert len(line) == 1
+    return line[0]
+
+
+def test_a_sweeps_pngs_drawn_in_the_background_match_plot_wait_true(tmp_path, capsys):
+    bg, fg = tmp_path / "bg", tmp_path / "fg"
+    summ_bg, summ_fg = _sweep_folder(bg), _sweep_folder(fg)
+    plots.mark_pending(bg)  # as Sweep._execute does before summary.json's final write
+    line = _finish(bg, summ_bg, capsys)  # plot_wait=auto: after the prompt
+    assert line.endswith("best.yaml; topk.png, search.png: drawing in the background)")
+    pid, _ = (bg / plots.PENDING).read_text().split()
+    assert int(pid) != os.getpid() and os.getsid(int(pid)) == int(pid)  # a session of its own
+    # meanwhile, plot_wait=true: both drawn before _finish returns, no marker, listed as files
+    line = _finish(fg, summ_fg, capsys, plot_wait=True)
+    assert line.endswith("best.yaml, topk.png, search.png)")
+    assert not (fg / plots.PENDING).exists()
+    fg_desc = {name: plots.read_description(fg / name) for name in SWEEP_PNGS}
+    assert all(d["panels"] for d in fg_desc.values())
+    fg_desc["search.png"]["title"] = fg_desc["search.png"]["title"].replace(str(fg), str(bg))
+    assert plots.wait_for_plots(bg, timeout=60) is None
+    assert not (bg / plots.PENDING).exists() and not (bg / plots.PLOT_ERROR).exists()
+    for name in SWEEP_PNGS:  # from the folder's files, the pictures the foreground draws
+        _same(plots.read_description(bg / name), fg_desc[name], name)
+    assert _leftovers(bg) == []
+
+
+def test_a_failed_sweep_draw_leaves_its_reason_and_no_png(tmp_path, monkeypatch):
+    from runner.sweep import plotjob as sweepjob
+
+    def run_child(d, *names):
+        plots.mark_pending(d)
+        monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+        handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGALRM)
+        try:
+            return sweepjob.main([str(d), "5", *names])
+        finally:
+            signal.signal(signal.SIGTERM, handlers[0])
+            signal.signal(signal.SIGALRM, handlers[1])
+
+    # summary.json damaged: nothing drawn, the reason in PLOT_ERROR (one line), marker gone
+    d = tmp_path / "damaged"
+    _sweep_folder(d)
+    (d / "summary.json").write_text('{"trials": [')
+    assert run_child(d, *SWEEP_PNGS) == 1
+    error = plots.wait_for_plots(d, timeout=1)
+    assert error.startswith("PNGs not drawn: JSONDecodeError: ")
+    assert (d / plots.PLOT_ERROR).read_text() == error + "\n"
+    assert not (d / plots.PENDING).exists()
+    assert not any((d / name).exists() for name in SWEEP_PNGS) and _leftovers(d) == []
+    # one PNG with nothing to draw (no trial has curves): said so; the other drawn all the same
+    d = tmp_path / "no-curves"
+    summ = _sweep_folder(d)
+    for r in summ["trials"]:
+        (d / str(r["job"]) / rundir.CURVES).unlink()
+    assert run_child(d, *SWEEP_PNGS) == 1
+    assert plots.wait_for_plots(d, timeout=1) == "topk.png not drawn: no completed trial has curves"
+    assert not (d / "topk.png").exists() and plots.read_description(d / "search.png")["panels"]
+    assert not (d / plots.PENDING).exists()
+    # stopped (DRAW_TIMEOUT's alarm, SIGTERM) while drawing topk.png: nothing more is drawn
+    d = tmp_path / "stopped"
+    _sweep_folder(d)
+
+    def timed_out(*args):
+        raise plots.Stopped(f"timed out after {plots.DRAW_TIMEOUT} s")
+
+    monkeypatch.setattr(sweepjob, "plot_topk", timed_out)
+    assert run_child(d, *SWEEP_PNGS) == 1
+    assert plots.wait_for_plots(d, timeout=1) == (
+        f"topk.png and search.png not drawn: Stopped: timed out after {plots.DRAW_TIMEOUT} s"
+    )
+    assert not any((d / name).exists() for name in SWEEP_PNGS)
+
+
+def test_bad_sweeper_plot_wait_is_one_line_naming_the_allowed_values(tmp_path):
+    from runner.sweep.run import Sweep, SweepError
+
+    with pytest.raises(SweepError) as e:  # refused first thing: no sweep folder, no trial
+        Sweep({"plot_wait": "later"}, [], config=None, hydra_context=None, launcher=None).run()
+    assert str(e.value) == "hydra.sweeper.plot_wait=later: expected true, false or auto"
+    # the option composes (the plugin's GridConf has it), a boolean as a boolean
+    cfg = compose(["hydra.sweeper.plot_wait=true"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.plot_wait is True

@@ -28,7 +28,8 @@ SLURM_TARGET = "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLau
 def sweep(tmp_path, *args, env=None, timeout=120):
     d = tmp_path / "sweep"
     p = subprocess.run(
-        RUNNER + list(args) + [f"hydra.sweep.dir={d}"],
+        # no topk.png/search.png: no test here looks at them (saves their drawing)
+        RUNNER + list(args) + ["hydra.sweeper.plot=false", f"hydra.sweep.dir={d}"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

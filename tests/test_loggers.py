@@ -83,6 +83,7 @@ def sweep(tmp_path_factory, store):
             "seed=0,1",
             "logger=[tensorboard,mlflow]",
             f"logger.mlflow.tracking_uri={store}",
+            "hydra.sweeper.plot=false",  # the trials' PNGs are logged, not the sweep's
             f"hydra.sweep.dir={d}",
         ],
         cwd=tmp,

@@ -174,6 +174,7 @@ SWEEP = [
     "model.width=16",
     "trainer.plot=false",
     "hydra.sweeper.progress=false",
+    "hydra.sweeper.plot=false",  # no test here looks at topk.png/search.png
     "trainer.progress=false",
     "hydra/launcher=vmap",
     "hydra.launcher.max_members=2",

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runner.plots import wait_for_plots
 from runner.sweep.grammar import geomspace, logspace
 from runner.sweep.report import make_row, preset_text, seed_groups
 from runner.sweep.run import claim_dir
@@ -104,6 +105,8 @@ def test_grid_is_hydras_product_with_seed_aggregation_best_yaml_and_plot(tmp_pat
     means = [g["mean"] for g in s["groups"]]
     assert means == sorted(means, reverse=True)  # accuracy: best first
     assert "over seeds" in p.stdout and "sorted by val_acc (max)" in p.stdout
+    assert "topk.png, search.png: drawing in the background)" in p.stdout
+    assert wait_for_plots(d, timeout=120) is None  # drawn after the prompt came back
     assert (d / "topk.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # best.yaml: the best configuration over seeds, as an experiment preset that composes
     best = (d / "best.yaml").read_text()

@@ -254,7 +254,7 @@ def test_warnings_of_a_basic_launcher_sweep_name_their_job(tmp_path):
     p = subprocess.run(
         [sys.executable, "-m", "runner", "-m", "hydra/launcher=basic", *TINY]
         + ["data=iris", "trainer.diagnostics=false", "init=normal", "init.std=10", "seed=0,1"]
-        + [f"hydra.sweep.dir={tmp_path / 's'}"],
+        + ["hydra.sweeper.plot=false", f"hydra.sweep.dir={tmp_path / 's'}"],
         capture_output=True,
         text=True,
         timeout=120,

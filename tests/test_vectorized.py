@@ -243,6 +243,7 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
             *QUICK,
             "optimizer.lr=-1,0.05,1e6",
             "model.width=8,16",
+            "hydra.sweeper.plot=false",  # topk.png/search.png: not looked at here
             f"hydra.sweep.dir={d}",
         ],
         cwd=tmp_path,
@@ -317,6 +318,7 @@ def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
             "hydra.sweeper.n_trials=4",
             "hydra.sweeper.n_jobs=2",
             "optimizer.lr=tag(log,interval(1e-3,1e-1))",
+            "hydra.sweeper.plot=false",  # topk.png/search.png: not looked at here
             f"hydra.sweep.dir={d}",
         ],
         cwd=tmp_path,

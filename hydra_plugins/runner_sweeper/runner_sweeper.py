@@ -6,6 +6,9 @@
   coarse_to_fine  random with two stages: 16 trials of 3 epochs, then 8 of 15 epochs in the
                   ranges of the top 4
   tpe             Optuna's TPE (optional extra: pip install -e '.[optuna]')
+  hyperband       Hyperband (Li et al. 2018) over a random-search space: rungs of growing epochs,
+                  the best 1/eta of each rung continue from their checkpoints, the rest pruned
+  sha             successive halving: Hyperband's most exploratory bracket alone
 
 Every sweeper is the one class below; `kind` and the options go to runner.sweep, which does the
 work. Importing this module also adds logspace() and geomspace() to Hydra's override grammar, so
@@ -36,11 +39,19 @@ class GridConf:
     resume: str | None = None  # a sweep directory: rerun its trials that did not finish
     top_k: int = 5  # trials in topk.png (and a stage's default top_k)
     progress: bool = True  # the sweep's progress bar (done/total, best so far, ETA)
-    plot: bool = True  # topk.png
+    plot: bool = True  # topk.png and search.png
+    # true: draw them before the sweep returns; false, auto: a detached process draws them
+    # just after (runner.plots.wait_for_plots(SWEEP_DIR) waits for it)
+    plot_wait: Any = "auto"
     # trials handed to the launcher at once: null = one at a time with hydra/launcher=basic
     # (live per-trial progress), else a whole stage (vmap: the jobs it can group; joblib,
     # submitit: the jobs that run in parallel). TPE asks for this many trials at a time.
     n_jobs: int | None = None
+    # median: stop a trial after an epoch whose best monitored value so far is worse than the
+    # median of the finished trials at that epoch (Optuna's MedianPruner); grid, random, tpe
+    prune: str | None = None
+    prune_warmup_trials: int = 5  # finished trials before the rule prunes (n_startup_trials)
+    prune_warmup_epochs: int = 1  # epochs of every trial never pruned (n_warmup_steps)
 
 
 @dataclass
@@ -70,12 +81,35 @@ class TPEConf(GridConf):
     n_startup_trials: int = 10  # random trials before TPE models the results
 
 
+@dataclass
+class HyperbandConf(GridConf):
+    """Hyperband (Li et al. 2018) over a random-search space: brackets of rungs of growing
+    budgets; at each rung the best 1/eta by objective continue from their checkpoints, the
+    others stop as pruned (runner.sweep.hyperband has the arithmetic)."""
+
+    kind: str = "hyperband"
+    # configurations of the first bracket (null: eta^s_max, Li et al.'s); the other brackets
+    # in the same proportion. sha: the configurations of its one bracket
+    n_trials: int | None = None
+    seed: int = 0
+    max_epochs: int | None = None  # R, the most a trial trains (null: the config's trainer.epochs)
+    min_epochs: int = 1  # r, the first rung's budget of the most exploratory bracket
+    eta: int = 3  # the reduction factor: 1/eta of a rung's trials go on
+
+
+@dataclass
+class SHAConf(HyperbandConf):
+    kind: str = "sha"
+
+
 cs = ConfigStore.instance()
 for _name, _node in (
     ("runner", GridConf),
     ("random", RandomConf),
     ("coarse_to_fine", CoarseToFineConf),
     ("tpe", TPEConf),
+    ("hyperband", HyperbandConf),
+    ("sha", SHAConf),
 ):
     cs.store(group="hydra/sweeper", name=_name, node=_node, provider="runner")
 

@@ -5,7 +5,8 @@ starting with the subcommand ("compare", "best" or "plot"; "compare" when left o
 
 Exit codes: 0 ok; 1 nothing to show (no runs under the paths, no run matches --where, no
 completed run for `best`, no curves yet for `plot`); 2 bad input (unknown key or metric, bad
---where, missing path...), one line on stderr "runner: error: ..."."""
+--where, missing path...), one line on stderr "runner: error: ..."; 130 Ctrl-C (how `compare
+--watch` on a folder of single runs ends; it exits 0 when the sweep it watches ends)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ import os
 import shlex
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 from runner import rundir
+from runner.compare import search
 from runner.compare.render import Column, fmt_number, missing, render
 from runner.compare.results import (
     Keys,
@@ -39,6 +42,7 @@ from runner.compare.table import (
     hashable,
     make_groups,
     parse_sort,
+    rerun_overrides,
     sort_items,
     sortable,
 )
@@ -69,7 +73,8 @@ def _parsers() -> dict:
         "  runner compare --diff multirun/2026-01-02/10-00-00/3 "
         "multirun/2026-01-02/10-00-00/5\n"
         "  runner compare outputs/2026-01-02/10-00-00 outputs/2026-01-03/09-00-00 --diff\n"
-        "Exit codes: 0 ok, 1 nothing found, 2 bad input. See docs/compare.md.",
+        "  runner compare outputs/multirun/2026-01-02/10-00-00 --watch\n"
+        "Exit codes: 0 ok, 1 nothing found, 2 bad input, 130 Ctrl-C. See docs/compare.md.",
     )
     c.add_argument(
         "paths",
@@ -135,6 +140,26 @@ def _parsers() -> dict:
         "that differ between runs: those named (paths or ids), or without names the runs "
         "under PATH (and --where), at most 26",
     )
+    c.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep the table up to date as epochs pass and trials finish, until the sweep "
+        "ends (every PATH a sweep folder) or Ctrl-C (exit 130); piped: the table, one line "
+        "per run that ends, the table again at the end",
+    )
+    c.add_argument(
+        "--interval",
+        type=float,
+        metavar="SECONDS",
+        help="--watch: how often to look for changed files (default 1)",
+    )
+    c.add_argument(
+        "--importance",
+        action="store_true",
+        help="for one sweep folder: the share of the objective's variance each swept setting "
+        "explains (scikit-learn random forest + permutation importance), its best value and "
+        "range",
+    )
     b = OneLineParser(
         prog="runner best",
         description="Print the best completed run's directory "
@@ -151,10 +176,16 @@ def _parsers() -> dict:
     p = OneLineParser(
         prog="runner plot",
         description="Redraw a run's curves.png from curves.csv "
-        "(and its diagnostics when the run has diagnostics.csv).",
+        "(and its diagnostics when the run has diagnostics.csv); for a sweep folder, draw "
+        "its search.png (the objective against each swept setting, parallel coordinates of "
+        "the best trials).",
     )
-    p.add_argument("run", metavar="RUN", help="a run directory (or its id under outputs/)")
-    p.add_argument("--out", metavar="FILE.png", help="default: RUN/curves.png")
+    p.add_argument(
+        "run", metavar="RUN", help="a run directory (or its id under outputs/), or a sweep folder"
+    )
+    p.add_argument(
+        "--out", metavar="FILE.png", help="default: RUN/curves.png (a sweep: SWEEP/search.png)"
+    )
     return {"compare": c, "best": b, "plot": p}
 
 
@@ -190,36 +221,61 @@ def _check(args) -> None:
         raise ResultsError("--precision: N must be between 0 and 15")
 
 
+@dataclass
+class Table:
+    """What `runner compare` shows for a set of runs (compare_table)."""
+
+    columns: list
+    rows: list
+    caption: str
+    items: list  # runs, or Groups with --group-by, sorted, after --top
+    gkeys: list
+    selected: list  # the runs after --where
+    sort_spec: list
+
+
+def compare_table(args, runs: list[Run]) -> Table:
+    """The table of `runner compare` ARGS for the runs (also each refresh of --watch). Raises
+    ResultsError for bad input, NoRuns when --where matches none."""
+    keys = Keys(runs)
+    selected = _select(args, runs, keys)
+    gkeys = (
+        [keys.resolve(n.strip(), "--group-by") for n in args.group_by.split(",")]
+        if args.group_by
+        else []
+    )
+    sort_spec = parse_sort(args.sort, keys, "--sort") if args.sort else default_sort(selected, keys)
+    items = make_groups(selected, gkeys) if gkeys else selected
+    items = sort_items(items, sort_spec)
+    if args.top:
+        items = items[: args.top]
+    shown = [r for it in items for r in (it.runs if gkeys else [it])]
+    cols, hidden = choose_columns(args, keys, shown, gkeys, sort_spec, args.format)
+    rows = build_rows(cols, items)
+    note = caption(runs, shown, items, gkeys, sort_spec, hidden)
+    return Table(cols, rows, note, items, gkeys, selected, sort_spec)
+
+
 def cmd_compare(args) -> int:
     _check(args)
     args.paths = args.paths or [DEFAULT_ROOT]
+    if args.watch or args.interval is not None:
+        from runner.compare import watch
+
+        return watch.cmd_watch(args, compare_table)
     if args.diff is not None:
         return cmd_diff(args)
+    if args.importance:
+        return search.cmd_importance(args)
     runs = load_runs(args.paths)
     try:
-        keys = Keys(runs)
-        selected = _select(args, runs, keys)
-        gkeys = (
-            [keys.resolve(n.strip(), "--group-by") for n in args.group_by.split(",")]
-            if args.group_by
-            else []
-        )
-        sort_spec = (
-            parse_sort(args.sort, keys, "--sort") if args.sort else default_sort(selected, keys)
-        )
-        items = make_groups(selected, gkeys) if gkeys else selected
-        items = sort_items(items, sort_spec)
-        if args.top:
-            items = items[: args.top]
-        shown = [r for it in items for r in (it.runs if gkeys else [it])]
-        cols, hidden = choose_columns(args, keys, shown, gkeys, sort_spec, args.format)
-        rows = build_rows(cols, items)
-        note = caption(runs, shown, items, gkeys, sort_spec, hidden)
-        render(args.format, cols, rows, args.precision, note)
+        t = compare_table(args, runs)
+        render(args.format, t.columns, t.rows, args.precision, t.caption)
         if args.plot:
-            _plot_selection(args.plot, items, gkeys, cols)
+            _plot_selection(args.plot, t.items, t.gkeys, t.columns)
     finally:
         _warn(runs)
+    search.warn_edges(args.paths)
     return 0
 
 
@@ -395,8 +451,16 @@ def cmd_best(args) -> int:
     try:
         keys = Keys(runs)
         completed = [r for r in runs if r.status == "completed"]
+        pruned = [r for r in runs if r.status == rundir.PRUNED]
+        if args.where and pruned:
+            pred, _ = compile_where(args.where, keys)
+            pruned = [r for r in pruned if pred(r)]
         if not completed:
-            raise NoRuns(f"no completed run under {', '.join(args.paths)} ({len(runs)} runs)")
+            raise NoRuns(
+                f"no completed run under {', '.join(args.paths)} ({len(runs)} runs"
+                + (f", {len(pruned)} pruned" if pruned else "")
+                + ")"
+            )
         if args.metric:
             spec = parse_sort(args.metric, keys, "--metric")
             if spec[0][0][0] != "m":
@@ -417,11 +481,12 @@ def cmd_best(args) -> int:
             raise NoRuns(f"no completed run has {Keys.label(spec[0][0])}")
         best = ranked[0]
         print(best.path)
-        print(shlex.join(best.overrides()))
+        print(shlex.join(rerun_overrides(best.overrides())))
         key, desc = spec[0]
         print(
             f"runner: best {Keys.label(key)} = {show_value(best.get(key))} "
-            f"({'max' if desc else 'min'} over {len(ranked)} completed runs): {best.id}",
+            f"({'max' if desc else 'min'} over {len(ranked)} completed runs"
+            f"{_pruned_note(pruned)}): {best.id}",
             file=sys.stderr,
         )
     finally:
@@ -429,7 +494,22 @@ def cmd_best(args) -> int:
     return 0
 
 
+def _pruned_note(pruned: list[Run]) -> str:
+    """'; not ranked: 3 pruned at 2-4 epochs': they trained less than the ranked runs."""
+    if not pruned:
+        return ""
+    budgets = sorted(b for r in pruned if isinstance(b := r.metrics.get("epochs_run"), int))
+    at = ""
+    if budgets:
+        lo, hi = budgets[0], budgets[-1]
+        at = f" at {lo} epoch{'s' if hi > 1 else ''}" if lo == hi else f" at {lo}-{hi} epochs"
+    return f"; not ranked: {len(pruned)} pruned{at}"
+
+
 def cmd_plot(args) -> int:
+    if search.is_sweep(args.run):  # a sweep folder: search.png
+        search.plot_sweep(args.run, args.out, written=print)
+        return 0
     run = find_run(args.run, [DEFAULT_ROOT])
     plot_run(run, Path(args.out) if args.out else None, written=print, name=args.run)
     _warn([run])

@@ -7,31 +7,19 @@ The same drawing as `runner plot RUN_DIR` (plot_run), from the files on disk; in
 so that the import contracts keep JAX out of it. It waits for EOF on stdin (its parent closes
 the pipe once runner.plots.PENDING names this process), draws, and then, also when the draw
 failed or was stopped: PLOT_ERROR holds the one-line reason (or is removed after a good draw),
-and PENDING is removed last. Each PNG is written atomically: never half a PNG. It exits after
-the draw, or after runner.plots.DRAW_TIMEOUT seconds at the latest."""
+and PENDING is removed last (runner.plots.child_main, shared with runner.sweep.plotjob). Each
+PNG is written atomically: never half a PNG. It exits after the draw, or after
+runner.plots.DRAW_TIMEOUT seconds at the latest."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import sys
 from pathlib import Path
 
 from runner import rundir
 from runner.compare.main import plot_run
 from runner.compare.results import load_run
-from runner.plots import DRAW_TIMEOUT, PENDING, PLOT_ERROR
-
-
-class Stopped(Exception):
-    pass
-
-
-def _stop(signum, frame):
-    raise Stopped(
-        f"timed out after {DRAW_TIMEOUT} s" if signum == signal.SIGALRM else "stopped by SIGTERM"
-    )
+from runner.plots import child_main, not_drawn
 
 
 def draw(run_dir: Path, title: str | None = None) -> str | None:
@@ -41,10 +29,7 @@ def draw(run_dir: Path, title: str | None = None) -> str | None:
         run.id = str(run_dir)
         plot_run(run, title=title or None)
     except BaseException as e:  # noqa: BLE001 - whatever stops the draw is what the record says
-        if isinstance(e, KeyboardInterrupt):
-            e = Stopped("stopped by SIGINT")
-        text = " ".join(str(e).split())  # one line, however the message was laid out
-        return f"PNGs not drawn: {type(e).__name__}" + (f": {text}" if text else "")
+        return not_drawn(e)
     missed = [w for w in run.warnings if w.startswith("not plotted")]
     return f"{rundir.DIAGNOSTICS_PNG} {missed[0]}" if missed else None
 
@@ -53,24 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     run_dir = Path(argv[0])
     title = argv[1] if len(argv) > 1 else None
-    with contextlib.suppress(OSError):
-        sys.stdin.read()  # the parent's go: PENDING now names this process
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGALRM, _stop)
-    signal.alarm(DRAW_TIMEOUT)
-    error = draw(run_dir, title)
-    signal.alarm(0)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the record and PENDING's removal, whole
-    try:
-        if error:
-            rundir.atomic_write(run_dir / PLOT_ERROR, error + "\n")
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run_dir / PLOT_ERROR)  # from an earlier draw of the same run
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(run_dir / PENDING)
-    return 1 if error else 0
+    return child_main(run_dir, lambda: draw(run_dir, title))
 
 
 if __name__ == "__main__":

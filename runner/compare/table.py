@@ -136,6 +136,14 @@ def sort_items(items: list, spec: list[tuple]) -> list:
 # columns
 
 REASON = ("s", "reason")
+# Settings a sweeper writes into each trial as bookkeeping, not hyperparameters: hidden from the
+# columns unless --all or --keep asks, and left out of `runner best`'s rerun line.
+SWEEPER_KEYS = ("trainer.prune_curve",)
+
+
+def rerun_overrides(overrides: list[str]) -> list[str]:
+    """The overrides without the SWEEPER_KEYS ones: what reruns the configuration alone."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in SWEEPER_KEYS]
 
 
 def _regexes(patterns: list[str], option: str) -> list:
@@ -179,16 +187,17 @@ def choose_columns(
         key = ("p", k)
         if key in gkeys:
             continue
+        bookkeeping = k in SWEEPER_KEYS  # hidden, but not counted as equal in all rows
         if gkeys:
             show = False
         else:
             # A key some runs lack (optimizer.b1 for sgd) differs only where runs have it.
             seen = {hashable(r.params[k]) for r in runs if k in r.params}
-            show = args.all or len(seen) > 1
-            hidden += not show
+            show = args.all or (len(seen) > 1 and not bookkeeping)
+            hidden += not show and not bookkeeping
         if _matches(keep, key) and not show:
             show = True
-            hidden -= not gkeys
+            hidden -= not gkeys and not bookkeeping
         if show and drop and _matches(drop, key):
             show = False
         if show:

@@ -16,7 +16,7 @@ import math
 import shlex
 from pathlib import Path
 
-from runner import rundir
+from runner import rundir, search
 from runner.rundir import FINAL, atomic_write, write_json
 
 METRIC_KEYS = (
@@ -69,12 +69,16 @@ def make_row(
         "mode": None,
         "epochs_run": None,
         "epochs": None,
+        "budget": None,  # epochs the trial trained (a pruned trial's share)
         "wall_time": wall_time,
         "error": error,
         "params": dict(trial.get("params", {})),
         "overrides": list(trial["overrides"]),
         "dir": str(run_dir) if run_dir else None,
     }
+    for k in ("bracket", "rung"):  # hyperband/sha: the trial's bracket and the rung it reached
+        if k in trial:
+            row[k] = trial[k]
     if metrics:
         st = metrics.get("status")
         if st in FINAL:
@@ -88,6 +92,9 @@ def make_row(
         row["objective"] = objective(metrics)
         for k in ("monitor", "mode", "epochs_run", "epochs"):
             row[k] = metrics.get(k)
+        row["budget"] = row["epochs_run"]
+        if row["status"] == rundir.PRUNED:
+            row["pruned_by"] = metrics.get("pruned_by")
         if row["mode"] not in ("max", "min") and isinstance(row["monitor"], str):
             row["mode"] = rundir.better(row["monitor"])  # older metrics.json without a mode
         if finite(metrics.get("wall_time")):
@@ -203,7 +210,7 @@ def seed_groups(rows: list[dict], mode: str) -> list[dict]:
 
 
 def counts(rows: list[dict]) -> dict:
-    c = dict.fromkeys(("completed", "diverged", "failed", "running", "pending"), 0)
+    c = dict.fromkeys(("completed", "pruned", "diverged", "failed", "running", "pending"), 0)
     for r in rows:
         c[r["status"]] = c.get(r["status"], 0) + 1
     return c
@@ -259,11 +266,15 @@ def write_summary(sweep_dir: Path, summ: dict) -> None:
         params += [k for k in r["params"] if k not in params]
     metric_cols = [k for k in METRIC_KEYS if any(k in r for r in rows)]
     cols = (
-        ["job", "stage", "status", "objective", "monitor"]
+        ["job", "stage"]
+        + [k for k in ("bracket", "rung") if any(k in r for r in rows)]
+        + ["status", "objective", "monitor"]
         + params
-        + ["epochs_run", "epochs", "wall_time"]
+        + ["epochs_run", "epochs", "budget", "wall_time"]
         + metric_cols
-        + ["error", "reason", "overrides", "dir"]
+        + ["error", "reason"]
+        + (["pruned_by"] if any(r.get("pruned_by") for r in rows) else [])
+        + ["overrides", "dir"]
     )
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -465,10 +476,23 @@ def plot_topk(sweep_dir: Path, summ: dict, k: int) -> bool:
     return True
 
 
+def plot_search(sweep_dir: Path, summ: dict) -> bool:
+    """search.png (runner.searchplot): the objective against each swept setting and parallel
+    coordinates of the best trials. False when there is nothing to draw (no swept setting, no
+    trial with an objective)."""
+    from runner.searchplot import plot_search as draw
+
+    try:
+        draw(search.sweep_of(summ, path=sweep_dir), Path(sweep_dir) / search.SEARCH_PNG)
+    except search.SearchError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------
 # the final table
 
-COLOURS = {"completed": "green", "diverged": "yellow", "failed": "red"}
+COLOURS = {"completed": "green", "pruned": "cyan", "diverged": "yellow", "failed": "red"}
 MAX_ROWS = 30
 
 
@@ -541,8 +565,9 @@ def tables(summ: dict, width: int | None = None) -> list:
     for r in rows:
         params += [k for k in r["params"] if k not in params]
     title = (
-        f"{len(rows)} trials: {c['completed']} completed, {c['diverged']} diverged, "
-        f"{c['failed']} failed"
+        f"{len(rows)} trials: {c['completed']} completed, "
+        + (f"{c['pruned']} pruned, " if c.get("pruned") else "")
+        + f"{c['diverged']} diverged, {c['failed']} failed"
         + (f", {c['pending'] + c['running']} not run" if c["pending"] + c["running"] else "")
         + f"; sorted by {monitor} ({summ['mode']})"
     )
@@ -592,8 +617,20 @@ def tables(summ: dict, width: int | None = None) -> list:
     return out
 
 
-def print_report(console, summ: dict, sweep_dir, best, plotted: bool) -> None:
-    """The end of a sweep: the tables, the best trial and how to rerun it, the files."""
+def print_report(
+    console,
+    summ: dict,
+    sweep_dir,
+    best,
+    plotted: bool,
+    *,
+    searched: bool = False,
+    drawing: tuple | list = (),
+) -> None:
+    """The end of a sweep: the tables, the best trial and how to rerun it, a warning for each
+    log-scaled setting whose best value sits at the edge of its range (runner.search), the
+    files (`plotted`: topk.png was drawn, `searched`: search.png, `drawing`: the PNGs a
+    detached process is drawing, hydra.sweeper.plot_wait)."""
     console.print()
     for t in tables(summ, console.width):
         if isinstance(t, str):  # one line each, whatever the width (a terminal wraps it whole)
@@ -607,13 +644,17 @@ def print_report(console, summ: dict, sweep_dir, best, plotted: bool) -> None:
         console.print(
             f"rerun: {command_line(overrides)}", markup=False, highlight=False, soft_wrap=True
         )
+    for line in search.edge_warnings(search.sweep_of(summ, path=sweep_dir)):
+        console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
     files = (
         ["trials.json", "summary.json", "summary.csv"]
         + (["best.yaml"] if best else [])
         + (["topk.png"] if plotted else [])
+        + ([search.SEARCH_PNG] if searched else [])
     )
+    later = f"; {', '.join(drawing)}: drawing in the background" if drawing else ""
     console.print(
-        f"sweep directory: [bold]{sweep_dir}[/] ({', '.join(files)})",
+        f"sweep directory: [bold]{sweep_dir}[/] ({', '.join(files)}{later})",
         highlight=False,
         soft_wrap=True,
     )

@@ -10,8 +10,11 @@ failure: hydra issue 2284); the sweep fails (exit code 2) only when every trial 
 the first failure with hydra.sweeper.fail_fast=true.
 
 Options (hydra.sweeper.*): dry_run, fail_fast, resume=<sweep dir>, top_k, progress, plot, params
-(Hydra's sweep params as a dict), n_jobs; random/coarse_to_fine: n_trials, seed, stages; tpe:
-n_trials, seed, n_startup_trials. See docs/sweeps.md.
+(Hydra's sweep params as a dict), plot_wait (true|false|auto), n_jobs, prune=median with
+prune_warmup_trials and prune_warmup_epochs (grid, random, tpe: runner.sweep.pruning);
+random/coarse_to_fine: n_trials, seed, stages; tpe: n_trials, seed, n_startup_trials;
+hyperband/sha: n_trials, seed, max_epochs, min_epochs, eta
+(rungs: runner.sweep.hyperband, Sweep._run_hyperband). See docs/sweeps.md.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from pathlib import Path
 
 from runner import stop
 from runner.rundir import atomic_write, write_json
+from runner.sweep import hyperband, pruning
 from runner.sweep.report import (
     FINAL,
     best_row,
     finite,
     make_row,
+    plot_search,
     plot_topk,
     print_report,
     ranked,
@@ -59,9 +64,12 @@ from runner.sweep.space import (
     with_extra,
 )
 
-KINDS = ("grid", "random", "tpe")
+KINDS = ("grid", "random", "tpe", "hyperband", "sha")
+RUNGED = ("hyperband", "sha")  # trials trained in rungs of growing budgets (Sweep._run_hyperband)
 STAGE_KEYS = {"epochs", "n_trials", "top_k", "overrides"}
-DONE = ("completed", "diverged")  # a resumed sweep skips these trials and reruns the others
+# a resumed sweep skips these trials and reruns the others
+DONE = ("completed", "diverged", "pruned")
+PRUNABLE = ("grid", "random", "tpe")  # the sweepers hydra.sweeper.prune=median works with
 
 
 def run_sweep(options: dict, arguments: list[str], *, config, hydra_context, launcher):
@@ -141,7 +149,10 @@ class Sweep:
         self.returns: list = []
         self._checked: set = set()
         self._checked_any = False
+        self._curves: dict[int, list[float]] = {}  # job -> monitored metric per epoch (prune)
         self.sweep_dir: Path | None = None
+        self.brackets: list[dict] = []  # hyperband/sha: {"s", "n", "r"} (hyperband.Bracket)
+        self._decided: set[tuple[int, int]] = set()  # (bracket, rung) whose promotions are made
         self.created = time.strftime("%Y-%m-%dT%H:%M:%S")
 
     # -- options ----------------------------------------------------------------------------------
@@ -150,6 +161,37 @@ class Sweep:
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             raise SweepError(f"hydra.sweeper.{name}={v}: expected an integer >= {minimum}")
         return v
+
+    def _plots_later(self) -> bool:
+        """Whether topk.png and search.png are drawn after the prompt came back, by a detached
+        process (hydra.sweeper.plot_wait: true draws them before the sweep returns; false and
+        auto after: a sweep's PNGs go to its folder only, so auto has no exception like a
+        run's logger=mlflow, which uploads them)."""
+        wait = self.opts.get("plot_wait", "auto")
+        if not isinstance(wait, bool) and wait != "auto":
+            raise SweepError(f"hydra.sweeper.plot_wait={wait}: expected true, false or auto")
+        return bool(self.opts.get("plot", True)) and wait is not True
+
+    def _draw_later(self, summ: dict) -> list[str] | None:
+        """Start the process drawing the sweep's PNGs (runner.sweep.plotjob; PENDING is there
+        since before summary.json's final write) and return their names, the ones the
+        foreground would draw ([]: none, PENDING removed); None when no process could be
+        started: drawn here then."""
+        from runner import plots
+        from runner.search import SEARCH_PNG
+
+        names = (["topk.png"] if summ["best"] else []) + (
+            [SEARCH_PNG] if any(r["objective"] is not None for r in summ["trials"]) else []
+        )
+        if not names:
+            (self.sweep_dir / plots.PENDING).unlink(missing_ok=True)
+            return []
+        top_k = str(self._int_opt("top_k", 1, 5))
+        try:
+            plots.draw_in_background(self.sweep_dir, top_k, *names, child=plots.SWEEP_CHILD)
+        except OSError:  # no process to spare (EAGAIN, ENOMEM): PENDING removed
+            return None
+        return names
 
     def _stage_list(self) -> list[dict]:
         raw = self.opts.get("stages")
@@ -243,13 +285,17 @@ class Sweep:
         loader = self.hydra_context.config_loader if self.hydra_context else None
         self.space = parse_space(self.arguments, loader)
         self.cond = self._conditions(self.space)
-        if self.kind in ("random", "tpe"):
+        if self.kind in ("random", "tpe", *RUNGED):
             self._int_opt("seed", 0, 0)
         if self.kind == "tpe":
             import_optuna()
             self._int_opt("n_startup_trials", 0, 10)
         if self.opts.get("n_jobs") is not None:  # refused before the sweep folder exists
             self._int_opt("n_jobs", 1)
+        self._check_prune()
+        if self.kind in RUNGED:
+            self._plan_brackets()
+            return
         self.stages = self._stage_list()
         self.stages[0]["space"] = space_json(self.space)
         if self.kind != "tpe":
@@ -302,6 +348,8 @@ class Sweep:
 
     def _plan_json(self) -> dict:
         keep = ("n_trials", "seed", "top_k", "n_startup_trials")
+        keep += ("prune", "prune_warmup_trials", "prune_warmup_epochs")
+        keep += ("max_epochs", "min_epochs", "eta")
         return {
             "version": 1,
             "kind": self.kind,
@@ -309,6 +357,7 @@ class Sweep:
             "arguments": self.arguments,
             "options": {k: self.opts[k] for k in keep if k in self.opts},
             "stages": self.stages,
+            **({"brackets": self.brackets} if self.kind in RUNGED else {}),
             "trials": self.trials,
         }
 
@@ -337,14 +386,70 @@ class Sweep:
                 self.opts[k] = v
         self.created = plan.get("created", self.created)
         self.stages = plan["stages"]
+        self.brackets = plan.get("brackets", [])
         self.trials = plan["trials"]
         self.space = space_from_json(self.stages[0]["space"])
         if self.kind == "tpe":
             import_optuna()
             self.cond = self._conditions(self.space)
 
+    # -- the median rule (runner.sweep.pruning) ---------------------------------------------------
+    def _check_prune(self) -> None:
+        prune = self.opts.get("prune")
+        if prune is None:
+            return
+        if prune not in pruning.PRUNERS:
+            raise SweepError(
+                f"hydra.sweeper.prune={prune}: unknown; choose one of "
+                f"{', '.join(pruning.PRUNERS)} or null (off)"
+            )
+        if self.kind not in PRUNABLE:
+            raise SweepError(
+                f"hydra.sweeper.prune={prune}: for the grid, random, coarse_to_fine and tpe "
+                f"sweepers; hydra/sweeper={self.kind} prunes by its own rule"
+            )
+        self._int_opt("prune_warmup_trials", 0, 5)
+        self._int_opt("prune_warmup_epochs", 0, 1)
+
+    def _warmup_left(self, trials: list[dict]) -> int:
+        """How many of `trials` (one stage's) run before the median rule has its warm-up trials
+        (0: the rule is off or already has them)."""
+        if self.opts.get("prune") is None or not trials:
+            return 0
+        stage = trials[0].get("stage", 1)
+        fed = sum(r["stage"] == stage and r["status"] in pruning.FEEDS for r in self.rows.values())
+        return max(0, self.opts.get("prune_warmup_trials", 5) - fed)
+
+    def _prune_override(self, stage: int) -> list[str]:
+        """[trainer.prune_curve=[...]] for the next launch of `stage`: the median curve of its
+        finished trials (pruning.median_curve); [] when the rule is off, before
+        prune_warmup_trials of them finished, with k-fold trials, or with nothing to check."""
+        if self.opts.get("prune") is None:
+            return []
+        fed = [
+            r
+            for r in self.rows.values()
+            if r["stage"] == stage and r["status"] in pruning.FEEDS and r.get("dir")
+        ]
+        if len(fed) < self.opts.get("prune_warmup_trials", 5) or any(
+            r.get("cv_folds") for r in fed
+        ):
+            return []
+        monitor, _ = sweep_mode(fed)
+        curves = []
+        for r in fed:
+            if monitor and r.get("monitor") == monitor:
+                if r["job"] not in self._curves:  # a finished trial's curve does not change
+                    self._curves[r["job"]] = pruning.read_curve(r["dir"], monitor)
+                curves.append(self._curves[r["job"]])
+        curve = pruning.median_curve(curves, self.opts.get("prune_warmup_epochs", 1))
+        return [pruning.override(curve)] if curve else []
+
     # -- dry run ----------------------------------------------------------------------------------
     def _print_plan(self, done: set[int]) -> None:
+        if self.kind in RUNGED:
+            print(self._bracket_text(done), flush=True)
+            return
         print(
             plan_text(
                 self.kind, self.opts.get("seed", 0), self.space, self.stages, self.trials, done
@@ -371,27 +476,44 @@ class Sweep:
         # fail_fast promises that nothing runs after the first failure: one trial at a time.
         if type(self.launcher).__name__ == "BasicLauncher" or self.opts.get("fail_fast"):
             return 1
-        # TPE learns from finished trials: a whole stage at once would be a random search.
-        return min(pending, 8) if self.kind == "tpe" else max(pending, 1)
+        # TPE and the median rule learn from finished trials: a whole stage at once would be
+        # a random search, or prune nothing.
+        learns = self.kind == "tpe" or self.opts.get("prune") is not None
+        return min(pending, 8) if learns else max(pending, 1)
 
-    def _run_batch(self, trials: list[dict]) -> list[dict]:
+    def _run_batch(self, trials: list[dict], fresh: bool = True) -> list[dict]:
         """Launch trials with consecutive job numbers in one call; returns their rows. If the
         launcher fails on the batch as a whole (a trial whose config does not compose), the
-        trials are launched one by one so that only the bad one is recorded as failed."""
-        for t in trials:
+        trials are launched one by one so that only the bad one is recorded as failed.
+        fresh=False (a hyperband rung after the first): the trials continue in their folders,
+        whose job numbers need not be consecutive (hydra.sweep.subdir)."""
+        for t in trials if fresh else ():
             stale = self._job_dir(t["job"])
             if stale.is_dir():  # a trial cut short before (resume): start it afresh
                 shutil.rmtree(stale, ignore_errors=True)
         sweep_dir = f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"
+        # not in the trial's overrides: the summary, best.yaml and the rerun line leave it out
+        prune = self._prune_override(trials[0].get("stage", 1))
+        # Hydra numbers a launch's jobs from initial_job_idx on; the survivors of a rung are
+        # not consecutive, so each names its own folder (runner's vmap launcher also takes its
+        # job number from it; with Hydra's basic launcher each batch holds one trial anyway).
+        jobs = [t["job"] for t in trials]
+        own = jobs != list(range(jobs[0], jobs[0] + len(jobs)))
         t0 = time.perf_counter()
         try:
             rets = self.launcher.launch(
-                [list(t["overrides"]) + [sweep_dir] for t in trials],
+                [
+                    list(t["overrides"])
+                    + prune
+                    + [sweep_dir]
+                    + ([f"hydra.sweep.subdir={t['job']}"] if own else [])
+                    for t in trials
+                ],
                 initial_job_idx=trials[0]["job"],
             )
         except Exception as e:  # noqa: BLE001 - composing a trial failed: record it, go on
             if len(trials) > 1:
-                return [row for t in trials for row in self._run_batch([t])]
+                return [row for t in trials for row in self._run_batch([t], fresh)]
             return [
                 make_row(
                     trials[0],
@@ -431,16 +553,16 @@ class Sweep:
         """Run trials in launcher batches of consecutive job numbers, recording each; returns
         the failed row that stops the sweep (fail_fast), if any."""
         size = self._batch_size(len(trials))
-        batches: list[list[dict]] = []
-        for t in trials:
-            last = batches[-1] if batches else None
-            if last and len(last) < size and last[-1]["job"] + 1 == t["job"]:
-                last.append(t)
-            else:
-                batches.append([t])
-        for batch in batches:
+        todo = list(trials)
+        while todo:
             if stop.requested():
                 return None
+            # Until the median rule has its warm-up trials, a launch holds only as many as it
+            # lacks (fewer finish than ran when some diverge): the medians come from them.
+            cap = min(size, self._warmup_left(todo) or size)
+            batch = [todo.pop(0)]
+            while todo and len(batch) < cap and batch[-1]["job"] + 1 == todo[0]["job"]:
+                batch.append(todo.pop(0))
             for row in self._run_batch(batch):
                 self._record(row, progress, task)
             self._write_summary("running")  # once per launch: its trials finished together
@@ -458,7 +580,7 @@ class Sweep:
         _, mode = sweep_mode(rows)
         best = best_row(rows, mode)
         bits = [f"best {best['objective']:.4g} (job {best['job']})" if best else "best -"]
-        for st in ("failed", "diverged"):
+        for st in ("failed", "diverged", "pruned"):
             n = sum(r["status"] == st for r in rows)
             if n:
                 bits.append(f"{n} {st}")
@@ -508,6 +630,7 @@ class Sweep:
         return narrow(prev_space, [r["params"] for r in top])
 
     def run(self):
+        self._plots_later()  # a bad hydra.sweeper.plot_wait refused before anything runs
         resume = self.opts.get("resume")
         dirs: dict = {}
         if resume:
@@ -519,6 +642,7 @@ class Sweep:
             except (OSError, ValueError):
                 dirs = {}
             done = {t["job"]: r for t in self.trials if (r := self._row_of_done(t, dirs))}
+            self._check_prune()
         else:
             self._new_plan()
             done = {}
@@ -579,6 +703,8 @@ class Sweep:
         try:
             if self.kind == "tpe":
                 stopped = self._run_tpe(progress, task)
+            elif self.kind in RUNGED:
+                stopped = self._run_hyperband(progress, task)
             else:
                 stopped = self._run_stages(progress, task)
             state = "stopped" if stopped else "interrupted" if stop.requested() else "finished"
@@ -587,6 +713,12 @@ class Sweep:
         finally:
             shared.share(None)
             progress.stop()
+            if state != "interrupted" and self._plots_later():
+                from runner import plots
+
+                # before summary.json says the sweep ended: no reader sees a finished sweep
+                # whose PNGs are coming but not announced (_finish starts their drawing)
+                plots.mark_pending(self.sweep_dir)
             summ = self._write_summary(state)
         if state == "interrupted":
             self._interrupted(summ)
@@ -676,6 +808,231 @@ class Sweep:
                 return stopped
         return None
 
+    # -- hyperband / successive halving (runner.sweep.hyperband) ----------------------------------
+    def _plan_brackets(self) -> None:
+        """The brackets (sha: Hyperband's first alone) and all their trials, planned up front:
+        bracket k samples its n_0 configurations with rng_for(seed, k), with consecutive job
+        numbers; every trial starts at rung 1, and its "rung" grows as it is promoted."""
+        for p in self.space:
+            if p.name in ("trainer.stop_at", "trainer.resume") or (
+                p.name == "trainer.epochs" and p.swept
+            ):
+                raise SweepError(
+                    f"{p.key}: hydra/sweeper={self.kind} sets it in each rung; give the "
+                    f"budgets as hydra.sweeper.max_epochs and hydra.sweeper.min_epochs"
+                )
+        top_k = self._int_opt("top_k", 1, 5)
+        R = self.opts.get("max_epochs")
+        if R is None:  # the config's own trainer.epochs (after the fixed overrides)
+            R = self.config.trainer.epochs if self.config is not None else None
+        r, eta, n = (
+            self.opts.get("min_epochs", 1),
+            self.opts.get("eta", 3),
+            self.opts.get("n_trials"),
+        )
+        try:
+            bs = (
+                hyperband.brackets(R, r, eta, n)
+                if self.kind == "hyperband"
+                else [hyperband.sha(R, r, eta, n)]
+            )
+        except ValueError as e:
+            raise SweepError(str(e)) from None
+        self.opts.update(max_epochs=R, min_epochs=r, eta=eta)
+        self.stages = [
+            {
+                "stage": 1,
+                "n_trials": 0,
+                "epochs": R,
+                "top_k": top_k,
+                "overrides": [],
+                "space": space_json(self.space),
+            }
+        ]
+        extra = [f"trainer.epochs={R}"]  # schedules are defined against the max budget
+        notes = []
+        for k, b in enumerate(bs, 1):
+            planned, note = self.cond.apply(
+                sample(self.space, b.n[0], rng_for(self.opts.get("seed", 0), k))
+            )
+            if note:
+                notes.append(f"bracket {k}: {note}")
+            self.brackets.append(
+                {
+                    "bracket": k,
+                    "s": b.s,
+                    "n": list(hyperband.rung_sizes(len(planned), eta, b.rungs)),
+                    "r": list(b.r),
+                }
+            )
+            new = [
+                {
+                    "job": len(self.trials) + i,
+                    "stage": 1,
+                    "bracket": k,
+                    "rung": 1,
+                    "overrides": with_extra(ov, extra),
+                    "params": params,
+                }
+                for i, (ov, params) in enumerate(planned)
+            ]
+            self._check(new)
+            self.trials += new
+        self.stages[0]["n_trials"] = len(self.trials)
+        if notes:
+            self.stages[0]["conditional"] = "; ".join(notes)
+
+    def _bracket_lines(self) -> list[str]:
+        out = []
+        for b in self.brackets:
+            jobs = [t["job"] for t in self.trials if t["bracket"] == b["bracket"]]
+            rungs = ", ".join(f"{n} x {r}" for n, r in zip(b["n"], b["r"]))
+            where = f"jobs {jobs[0]}-{jobs[-1]}" if len(jobs) > 1 else f"job {jobs[0]}"
+            out.append(f"bracket {b['bracket']} (s={b['s']}): {rungs} (trials x epochs; {where})")
+        return out
+
+    def _bracket_text(self, done: set[int]) -> str:
+        """What a dry run prints: the budgets, the space, each bracket's rungs and trials."""
+        R, eta = self.opts["max_epochs"], self.opts["eta"]
+        most = sum(
+            hyperband.Bracket(b["s"], tuple(b["n"]), tuple(b["r"])).epochs() for b in self.brackets
+        )
+        n = len(self.trials)
+        out = [
+            f"{self.kind} sweep (seed {self.opts.get('seed', 0)}, eta {eta}, "
+            f"{self.opts['min_epochs']}..{R} epochs) of {n} trials over:",
+            *[f"  {d}" for d in describe_space(self.space)],
+        ]
+        if self.stages and self.stages[0].get("conditional"):
+            out.append(self.stages[0]["conditional"])
+        lines = dict(zip((b["bracket"] for b in self.brackets), self._bracket_lines()))
+        for b in self.brackets:
+            out.append(lines[b["bracket"]])
+            for t in self.trials:
+                if t["bracket"] == b["bracket"]:
+                    mark = "  (done)" if t["job"] in done else ""
+                    out.append(f"job {t['job']}: {' '.join(t['overrides'])}{mark}")
+        out.append(
+            f"{n} trials, at most {most} epochs trained in all ({n} x {R} = {n * R} without "
+            f"pruning) (dry run: nothing was trained)"
+        )
+        return "\n".join(out)
+
+    def _settled(self, t: dict, budget: int) -> bool:
+        """Whether trial t has finished the rung of `budget` epochs (or ended before it)."""
+        row = self.rows.get(t["job"])
+        if row is None:
+            return False
+        if row["status"] in ("completed", "diverged"):
+            return True
+        return row["status"] == "pruned" and (row.get("epochs_run") or 0) >= budget
+
+    def _final_count(self) -> int:
+        """Trials that will train no more: ended, or pruned at a rung already decided."""
+        n = 0
+        for t in self.trials:
+            row = self.rows.get(t["job"])
+            if row is None:
+                continue
+            if row["status"] != "pruned":
+                n += row["status"] in FINAL
+                continue
+            b = self.brackets[t["bracket"] - 1]
+            at = b["r"].index(row["epochs_run"]) + 1 if row.get("epochs_run") in b["r"] else 0
+            n += (t["bracket"], at) in self._decided and t["rung"] <= at
+        return n
+
+    def _run_rung(self, todo: list[dict], extra: list[str], fresh: bool, progress, task):
+        """Launch a rung's trials in batches of n_jobs (default: all at once, so that the vmap
+        launcher groups them); returns the failed row that stops the sweep (fail_fast)."""
+        if not todo:
+            return None
+        size = self._batch_size(len(todo))
+        for at in range(0, len(todo), size):
+            if stop.requested():
+                return None
+            batch = todo[at : at + size]
+            by_job = {t["job"]: t for t in batch}
+            launch = [dict(t, overrides=list(t["overrides"]) + extra) for t in batch]
+            for row in self._run_batch(launch, fresh):
+                # the trial's own overrides: best.yaml and the rerun line train it to the end
+                row["overrides"] = list(by_job[row["job"]]["overrides"])
+                self._record(row, progress, task)
+            self._write_summary("running")
+            progress.update(task, completed=self._final_count())
+            failed = [
+                self.rows[j]
+                for j in by_job
+                if j in self.rows and self.rows[j]["status"] == "failed"
+            ]
+            if failed and self.opts.get("fail_fast"):
+                return failed[0]
+        return None
+
+    def _run_hyperband(self, progress, task):
+        """Each bracket in turn, rung by rung. A rung launches its trials with
+        trainer.stop_at=<its budget> (none at the last: R) and trainer.resume=true, so that each
+        continues in its own folder from its checkpoint (with the vmap launcher: as vmapped
+        groups); then the best floor(n_i / eta) by objective (report.objective at that budget)
+        go on, and the others stay pruned. Promotions are saved in trials.json ("rung") before
+        the next rung starts: a resumed sweep retrains nothing that finished and redoes no
+        decision."""
+        R = self.opts["max_epochs"]
+        self._decided = {
+            (b["bracket"], i)
+            for b in self.brackets
+            for i in range(1, len(b["r"]) + 1)
+            if i == len(b["r"])
+            or any(t["rung"] > i for t in self.trials if t["bracket"] == b["bracket"])
+        }
+        for line in self._bracket_lines():
+            progress.console.print(f"sweep: {line}", highlight=False)
+        progress.update(task, completed=self._final_count())
+        for b in self.brackets:
+            k = b["bracket"]
+            mine = [t for t in self.trials if t["bracket"] == k]
+            for i, budget in enumerate(b["r"], 1):
+                entered = [t for t in mine if t["rung"] >= i]
+                if not entered:
+                    break
+                if stop.requested():
+                    return None
+                todo = [t for t in entered if t["rung"] == i and not self._settled(t, budget)]
+                extra = ["trainer.resume=true"]
+                if budget < R:
+                    extra.append(f"trainer.stop_at={budget}")
+                stopped = self._run_rung(todo, extra, i == 1, progress, task)
+                if stopped or stop.requested():
+                    return stopped
+                if (k, i) in self._decided:
+                    continue
+                rows = [self.rows[t["job"]] for t in entered if t["job"] in self.rows]
+                _, mode = sweep_mode(rows)
+                candidates = [
+                    (r["job"], r["objective"])
+                    for r in rows
+                    if r["status"] == "pruned" and r["objective"] is not None
+                ]
+                up = set(hyperband.promote(candidates, b["n"][i], mode))
+                for t in entered:
+                    if t["job"] in up:
+                        t["rung"] = i + 1
+                self._decided.add((k, i))
+                self._save_plan()
+                self._write_summary("running")
+                progress.update(task, completed=self._final_count())
+                progress.console.print(
+                    f"bracket {k}, rung {i} ({budget} epoch{'s' * (budget != 1)}): {len(up)} of "
+                    f"{len(rows)} go on to {b['r'][i]} epochs"
+                    + (
+                        f" (job{'s' * (len(up) != 1)} {', '.join(map(str, sorted(up)))})"
+                        if 0 < len(up) <= 8
+                        else ""
+                    ),
+                    highlight=False,
+                )
+        return None
+
     # -- the end ----------------------------------------------------------------------------------
     def _finish(self, summ: dict, stopped: dict | None) -> None:
         from rich.console import Console
@@ -687,13 +1044,23 @@ class Sweep:
             groups = set()
         groups.add("logger")  # several at once (logger=[a,b]): Hydra lists no choice for it
         best = write_best(self.sweep_dir, summ, groups)
+        drawing = self._draw_later(summ) if self._plots_later() else None
+        plot = self.opts.get("plot", True) and drawing is None
         plotted = False
-        if self.opts.get("plot", True) and summ["best"]:
+        if plot and summ["best"]:
             try:
                 plotted = plot_topk(self.sweep_dir, summ, self._int_opt("top_k", 1, 5))
             except Exception as e:  # noqa: BLE001 - a plot must not fail the sweep
                 print(f"sweep: topk.png not drawn: {_one_line(e)}", file=sys.stderr)
-        print_report(console, summ, self.sweep_dir, best, plotted)
+        searched = False
+        if plot:
+            try:
+                searched = plot_search(self.sweep_dir, summ)
+            except Exception as e:  # noqa: BLE001 - a plot must not fail the sweep
+                print(f"sweep: search.png not drawn: {_one_line(e)}", file=sys.stderr)
+        print_report(
+            console, summ, self.sweep_dir, best, plotted, searched=searched, drawing=drawing or ()
+        )
         rows = summ["trials"]
         if stopped:
             raise SweepError(
