@@ -138,6 +138,11 @@ SWEEPERS = {
     "runner": ("the default: Hydra's grid (a,b,c; range) plus logspace() and geomspace()", None),
     "random": ("n_trials random trials (seeded): interval, tag(log,...), choice, range", None),
     "coarse_to_fine": ("random search in stages: 16 trials of 3 epochs, then 8 of 15", None),
+    "sha": (
+        "successive halving: n_trials for min_epochs, the best 1/eta go on, to max_epochs",
+        None,
+    ),
+    "hyperband": ("Hyperband (Li et al. 2018): brackets of successive halving", None),
     "tpe": (
         "Optuna's TPE, learning from finished trials",
         ("optuna", "pip install -e '.[optuna]'"),
