@@ -102,10 +102,12 @@ def padded_size(n: int, limit: int) -> int:
     return max(n, min(p, limit))
 
 
-def _restore_members(states: TrainState, resumes: list) -> tuple[TrainState, TrainState]:
-    """(states, best states) on the host, stacked: member i of `states` replaced by its
+def _restore_members(
+    states: TrainState, resumes: list
+) -> tuple[TrainState, TrainState, np.ndarray]:
+    """(states, best states, same) on the host, stacked: member i of `states` replaced by its
     checkpoint's state (and best weights) where resumes[i] is an app.Resume, as app.fit
-    restores a run alone."""
+    restores a run alone; same[i]: member i's best state is bit for bit its state."""
     from runner.checkpoint import restore_state
 
     host = jax.device_get(states)
@@ -120,7 +122,11 @@ def _restore_members(states: TrainState, resumes: list) -> tuple[TrainState, Tra
         for dst, tree in ((cur, s_i), (best, b_i)):
             for a, b in zip(dst, jax.tree_util.tree_leaves(jax.device_get(tree))):
                 a[i] = b
-    return treedef.unflatten(cur), treedef.unflatten(best)
+    # array_equal: a NaN makes them differ, which only costs an evaluation
+    same = np.array(
+        [all(np.array_equal(a[i], b[i]) for a, b in zip(cur, best)) for i in range(len(resumes))]
+    )
+    return treedef.unflatten(cur), treedef.unflatten(best), same
 
 
 def _member(tree, i: int) -> dict:
@@ -201,7 +207,10 @@ def fit_group(
     eval_exe, c_eval = programs.get(train.evaluate_members, spec, states, data, hps)
     select_exe, c_sel = programs.get(train.select_members, spec, put(active), states, states)
     compile_time = c_init + c_epoch + c_eval + c_sel
-    initial_all = jax.device_get(eval_exe(states, data, hps))  # host sync: the 3x-abort references
+    # The untrained members' numbers (host sync): the 3x-abort references. A continued member
+    # has its own in its checkpoint's bookkeeping, so an all-continued group needs none.
+    fresh = any(r is None for r in resumes)
+    initial_all = jax.device_get(eval_exe(states, data, hps)) if fresh else {}
     one = jax.tree_util.tree_map(lambda a: a[0], states.params)
     names = diag.layer_names(one)
     n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(one)))
@@ -219,13 +228,16 @@ def fit_group(
         if diag0 is not None:
             trackers[-1].initial_diagnostics(diag0)
     best = states
+    # same[i]: member i's best state is bit for bit its current one (it improved at its last
+    # trained epoch), so one evaluation gives both its best and its final numbers.
+    same = np.ones(n_pad, bool)
     # Each member's epochs: from after its checkpoint's epoch to its stop_at (or epochs); the
     # schedule's step and the RNG travel in its state, so only the host counts epochs.
     start = np.array([r.meta["epoch"] if r else 0 for r in resumes] + [0] * (n_pad - n))
     last = np.array([c.trainer.stop_at or c.trainer.epochs for c in cfgs] + [0] * (n_pad - n))
     prev = [r.meta if r else {} for r in resumes]
     if any(r is not None for r in resumes):
-        host, host_best = _restore_members(states, resumes + [None] * (n_pad - n))
+        host, host_best, same = _restore_members(states, resumes + [None] * (n_pad - n))
         states, best = put(host), put(host_best)
         active &= start < last
         for i in np.flatnonzero((start >= last)[:n]):  # continued to the stop it had reached
@@ -278,6 +290,7 @@ def fit_group(
                         active[i] = False
                 if improved.any():
                     best = select_exe(put(improved), states, best)
+                same[ran] = improved[ran]
                 # trainer.stop_at's stop always leaves a checkpoint
                 save = [i for i in ran if not active[i] and trackers[i].reason == STOP_AT]
                 if on_checkpoint and save:
@@ -302,9 +315,12 @@ def fit_group(
     share = own / own.sum() if own.sum() > 0 else np.full(n, 1 / n)
     own += (train_time - own.sum()) * share
 
-    # The test numbers of each member's best epoch's weights and of its final ones.
-    ev_all = jax.device_get(eval_exe(best, data, hps))
+    # The test numbers of each member's best epoch's weights and of its final ones: one
+    # evaluation serves both when every member that has both keeps its final state as its best
+    # (as app.fit's `state is best_state`); under vmap a member's numbers are its own alone.
     ev_final_all = jax.device_get(eval_exe(states, data, hps))
+    both = [i for i, tr in enumerate(trackers) if tr.best_epoch and tr.history]
+    ev_all = ev_final_all if same[both].all() else jax.device_get(eval_exe(best, data, hps))
     best_host: TrainState = jax.device_get(best)
     wall = time.perf_counter() - t_start
     # A member's times are its own share (train: by the epochs it was active; compile and the

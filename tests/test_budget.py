@@ -197,6 +197,73 @@ def test_group_members_continue_from_checkpoints_of_different_epochs(tmp_path, d
     assert saved[2]["config"]["trainer.stop_at"] == 4 and len(saved[2]["tracker"]["history"]) == 4
 
 
+def _count_evaluations(monkeypatch) -> list:
+    """Each call of a group's evaluation program (train.evaluate_members: one pass over
+    train/val/test for every member) from now on appends to the returned list."""
+    from runner.core import train
+
+    calls, get = [], train.PROGRAMS.get
+
+    def counted_get(fn, *args, **kwargs):
+        exe, seconds = get(fn, *args, **kwargs)
+        if fn is not train.evaluate_members:
+            return exe, seconds
+        return (lambda *a: calls.append(1) or exe(*a)), seconds
+
+    monkeypatch.setattr(train.PROGRAMS, "get", counted_get)
+    return calls
+
+
+def test_a_group_evaluates_only_what_can_differ(tmp_path, ds, full, monkeypatch):
+    """A group of continued members takes their initial numbers from the checkpoints, and one
+    evaluation gives both best and final numbers when each member's best epoch is its last: 1
+    evaluation. Fresh members need their untrained numbers too: 2. A member whose best epoch is
+    an earlier one needs a pass over its best states: 3, the old path. The numbers are each run
+    alone's, and bit for bit the old path's for the same training."""
+    from runner import app, vectorized
+
+    other = ("seed=1", "optimizer.lr=0.05")
+    # min_delta 100: only epoch 1 improves; the training itself is the same as without it
+    flat = (*other, "regularization.min_delta=100")
+    resumes = [
+        _checkpoint(tmp_path, ds, "a", "trainer.stop_at=2"),
+        _checkpoint(tmp_path, ds, "b", "trainer.stop_at=3", *other),
+    ]
+    calls = _count_evaluations(monkeypatch)
+    groups = {}
+    for name, more, res, want in [
+        ("continued", other, resumes, 1),
+        ("fresh", other, None, 2),
+        ("old path", flat, None, 3),
+    ]:
+        calls.clear()
+        groups[name] = vectorized.fit_group([_cfg(), _cfg(*more)], ds, resumes=res, pad_to=4)
+        assert len(calls) == want, name
+    alone = [full, app.fit(_cfg(*other), ds)]
+    assert [a.metrics["best_epoch"] for a in alone] == [5, 5]  # best == final: one pass
+    for name in ("continued", "fresh"):
+        for i, (g, a) in enumerate(zip(groups[name], alone)):
+            assert g.metrics["best_epoch"] == g.metrics["epochs_run"] == 5, (name, i)
+            assert g.metrics["test_loss"] == g.metrics["final_test_loss"], (name, i)
+            for key in ("best_val_loss", "test_loss", "test_acc", "final_test_loss"):
+                assert g.metrics[key] == pytest.approx(a.metrics[key], rel=2e-5, abs=1e-6), (
+                    name,
+                    i,
+                    key,
+                )
+    # min_delta is the tracker's alone: "old path" trained exactly as "fresh" did
+    fresh, old = groups["fresh"], groups["old path"]
+    assert old[1].metrics["best_epoch"] == 1 and old[1].metrics["epochs_run"] == 5
+    assert old[1].metrics["test_loss"] != old[1].metrics["final_test_loss"]
+    same = lambda r: {k: v for k, v in r.items() if "time" not in k and k != "vectorized"}
+    assert same(fresh[0].metrics) == same(old[0].metrics)
+    for key in fresh[1].metrics:
+        if key.startswith("final_") or key in ("initial_train_loss", "initial_val_loss"):
+            assert fresh[1].metrics[key] == old[1].metrics[key], key
+    for f, o in zip(fresh, old):
+        assert [same(r) for r in f.history] == [same(r) for r in o.history]
+
+
 def test_the_vmap_launcher_keeps_and_continues_its_members_checkpoints(tmp_path, full):
     """hydra/launcher=vmap's group path: stop_at members leave their checkpoints in their job
     folders; with trainer.resume=true a later batch continues them (and starts a new job)."""
