@@ -231,3 +231,32 @@ def test_median_sweep_prunes_bad_trials_shows_them_and_resumes_from_disk(tmp_pat
     assert pruning.override(again) in launcher.launched[0][1]
     s = json.loads((d / "summary.json").read_text())
     assert [r["status"] for r in s["trials"]] == ["completed", "completed", "pruned", "pending"]
+
+
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("optuna") is None, reason="optuna not installed"
+)
+def test_tpe_is_told_a_pruned_trial_as_pruned_with_its_curve(tmp_path):
+    """TPE ranks pruned trials by their intermediate values (so it learns to avoid them); a
+    failed one teaches it nothing. Told as the sweep goes and when a resumed sweep adds them."""
+    from runner import rundir
+    from runner.sweep.space import TPE, parse_space
+
+    space = parse_space(["optimizer.lr=tag(log,interval(1e-4,1e-1))"])
+    tpe = TPE(space, seed=0, n_startup_trials=2)
+    rows = [{"epoch": e, "val_loss": v} for e, v in ((1, 0.9), (2, 0.7))]
+    rundir.write_rows(tmp_path / rundir.CURVES, rows, ["epoch", "val_loss"])
+    pruned = {"status": "pruned", "objective": 0.7, "mode": "min", "monitor": "val_loss"}
+    pruned["dir"] = str(tmp_path)
+    failed = {"status": "failed", "objective": None, "mode": "min"}
+    done = {"status": "completed", "objective": 0.5, "mode": "min", "monitor": "val_loss"}
+    for row in (pruned, failed, done):
+        trial, _ = tpe.ask()
+        tpe.tell(trial, row)
+    tpe.add({"optimizer.lr": 0.01}, pruned)
+    state = tpe.optuna.trial.TrialState
+    told = tpe.study.get_trials(deepcopy=False)
+    assert [t.state for t in told] == [state.PRUNED, state.FAIL, state.COMPLETE, state.PRUNED]
+    for t in (told[0], told[3]):  # min mode: the values negated, as the objective is
+        assert t.intermediate_values == {1: -0.9, 2: -0.7}
+    assert told[2].value == -0.5

@@ -246,7 +246,8 @@ def import_optuna():
 
 class TPE:
     """Optuna's TPE sampler over the space; maximises sign * objective (sign -1 for min-mode
-    metrics, read from each trial's metrics.json), failed and diverged trials told as failed."""
+    metrics, read from each trial's metrics.json), failed and diverged trials told as failed,
+    pruned ones as pruned with their curves (_steps)."""
 
     def __init__(
         self,
@@ -306,12 +307,30 @@ class TPE:
             return None
         return obj if row.get("mode", "max") == "max" else -obj
 
+    def _steps(self, row: dict) -> dict[int, float]:
+        """A pruned trial's monitored metric per epoch, signed like _value ({} for any other
+        trial): Optuna ranks pruned trials by these intermediate values, so TPE learns from
+        them as from bad trials, where a failed trial teaches it nothing."""
+        if row.get("status") != "pruned" or not row.get("dir") or not row.get("monitor"):
+            return {}
+        from runner.sweep.pruning import read_curve
+
+        sign = 1.0 if row.get("mode", "max") == "max" else -1.0
+        curve = read_curve(row["dir"], row["monitor"])
+        return {e: sign * v for e, v in enumerate(curve, 1) if math.isfinite(v)}
+
     def tell(self, trial, row: dict) -> None:
         value = self._value(row)
-        if value is None:
-            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
-        else:
+        state = self.optuna.trial.TrialState
+        steps = self._steps(row) if value is None else {}
+        if value is not None:
             self.study.tell(trial, value)
+        elif steps:
+            for step, v in steps.items():
+                trial.report(v, step)
+            self.study.tell(trial, state=state.PRUNED)
+        else:
+            self.study.tell(trial, state=state.FAIL)
 
     def add(self, params: dict, row: dict) -> None:
         """A trial run before (a resumed sweep): into the study's history."""
@@ -329,11 +348,13 @@ class TPE:
             if p.kind == "choice" and p.name in raw and raw[p.name] not in p.values:
                 raw[p.name] = next((v for v in p.values if native(v) == raw[p.name]), raw[p.name])
         state = self.optuna.trial.TrialState
+        steps = self._steps(row) if value is None else {}
         trial = self.optuna.trial.create_trial(
             params=raw,
             distributions={n: d for n, d in self.dists.items() if n in raw},
             value=value,
-            state=state.COMPLETE if value is not None else state.FAIL,
+            intermediate_values=steps or None,
+            state=state.COMPLETE if value is not None else state.PRUNED if steps else state.FAIL,
         )
         self.study.add_trial(trial)
 
