@@ -177,6 +177,7 @@ ALIASES = {
     "train_rmse": "final_train_rmse",
     "time": "wall_time",
     "wall": "wall_time",
+    "budget": "epochs_run",  # what a pruned trial (hyperband, sha, median) received
 }
 HIGHER = frozenset({"acc", "accuracy", "auc", "f1", "precision", "recall", "r2"})
 LOWER = frozenset({"loss", "rmse", "mse", "mae", "error", "err", "nll", "perplexity", "time"})

@@ -426,8 +426,9 @@ def test_one_alias_table_and_one_direction_rule():
         "final_train_loss",
     ):
         assert rundir.higher_is_better(name) is False and rundir.better(name) == "min"
-    for name in ("best_epoch", "epochs_run", "params", "cv_mean"):
+    for name in ("best_epoch", "epochs_run", "params", "cv_mean", "budget"):
         assert rundir.higher_is_better(name) is None
+    assert rundir.canonical("budget") == "epochs_run"  # a pruned trial's epochs: --sort budget
     # no second table or rule left behind
     assert not hasattr(results, "METRIC_ALIASES") and not hasattr(ensemble, "ALIASES")
     assert results.ALIASES is rundir.ALIASES
