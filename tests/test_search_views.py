@@ -218,6 +218,8 @@ def test_edge_warning_in_compare_and_the_sweeps_closing_report(tmp_path):
     line = "optimizer.lr best at the upper edge 0.1 (0.08 in [0.0001, 0.1]): widen the range"
     code, out, err = run_main(["compare", str(d)])
     assert code == 0 and f"runner: warning: {line}\n" in err
+    code, out, err = run_main(["compare", str(d), "--watch"])  # the sweep is over: ends at once
+    assert code == 0 and "sweep finished" in out and f"runner: warning: {line}\n" in err
     # the sweep's end: search.png drawn and listed, the warning under the best trial
     assert report.plot_search(d, summ)
     assert (d / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -424,6 +424,11 @@ def watch(
 
 def cmd_watch(args, table_fn) -> int:
     check(args)
+    from runner.compare import search
     from runner.compare.main import _warn
 
-    return watch(args, table_fn, warn=_warn)
+    def warn(runs) -> None:  # as `runner compare` ends: the runs' warnings, then the edges
+        _warn(runs)
+        search.warn_edges(args.paths)
+
+    return watch(args, table_fn, warn=warn)
