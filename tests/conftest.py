@@ -22,6 +22,18 @@ os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=2"
 )
 
+# The heaviest test files first (seconds of work each on a 2-core machine, 2026-12-05: test_runs
+# ~280, test_sweep ~125, test_presets ~120, test_vectorized ~75): `-n 2 --dist loadfile` hands
+# out whole files in collection order, so a heavy file collected late keeps one worker busy
+# while the other has nothing left (the suite's tail). Within a file the order is unchanged.
+HEAVY_FIRST = ("test_runs.py", "test_sweep.py", "test_presets.py", "test_vectorized.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).name, len(rank)))  # stable
+
+
 # Small and fast: every in-process run uses at most this much data and one short epoch
 # (conf/debug/tiny.yaml: one epoch, 120 examples, 16 units, no display or plots).
 TINY = ["debug=tiny"]
