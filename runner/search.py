@@ -144,7 +144,8 @@ def short(v) -> str:
     return f"{v:.3g}" if is_number(v) else show(v)
 
 
-def _native(s):
+def native(s):
+    """'0.01' -> 0.01, '3' -> 3, 'adam' -> 'adam': a value string as a summary cell."""
     if not isinstance(s, str):
         return s
     for cast in (int, float):
@@ -192,7 +193,7 @@ def axes_of(space: list[dict]) -> list[Axis]:
                 )
             )
         elif kind == "choice":
-            axes.append(_grid_axis(name, [_native(v) for v in p.get("values") or []]))
+            axes.append(_grid_axis(name, [native(v) for v in p.get("values") or []]))
     return axes
 
 
@@ -218,8 +219,9 @@ def _axes_from_trials(trials: list[Trial]) -> list[Axis]:
     return out
 
 
-def _objective(metrics: dict) -> float | None:
-    # as runner.sweep.report.objective (which runner.compare may not import)
+def objective(metrics: dict) -> float | None:
+    """A trial's objective from its metrics.json: the k-fold mean, else the best value of the
+    monitored metric (None when not finite). runner.sweep and runner.compare both use it."""
     if metrics.get("cv_folds") and is_number(metrics.get("cv_mean")):
         return float(metrics["cv_mean"])
     monitor = metrics.get("monitor")
@@ -249,20 +251,20 @@ def sweep_of(summ: dict | None, plan: dict | None = None, path=".") -> Sweep:
         job = t.get("job")
         row = rows.get(job, {})
         status = row.get("status", "pending")
-        objective = row.get("objective")
+        value = row.get("objective")
         run_dir = row.get("dir") or str(path / str(job))
         if status not in rundir.FINAL:
             got = rundir.read_metrics(run_dir)  # the summary is rewritten per trial: look closer
             if got.ok and got.data.get("status") in rundir.FINAL:
                 status = got.data["status"]
-                objective = _objective(got.data)
+                value = objective(got.data)
                 modes.append(got.data.get("mode"))
         trials.append(
             Trial(
                 job=job,
                 stage=t.get("stage", 1),
                 status=status,
-                objective=float(objective) if is_number(objective) else None,
+                objective=float(value) if is_number(value) else None,
                 params=dict(t.get("params") or row.get("params") or {}),
                 dir=run_dir,
             )

@@ -32,8 +32,7 @@ METRIC_KEYS = (
 )
 
 
-def finite(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+finite = search.is_number  # a finite int or float, not a bool
 
 
 def read_metrics(run_dir) -> dict | None:
@@ -42,12 +41,7 @@ def read_metrics(run_dir) -> dict | None:
     return got.data if got.ok else None
 
 
-def objective(metrics: dict) -> float | None:
-    if metrics.get("cv_folds") and finite(metrics.get("cv_mean")):
-        return float(metrics["cv_mean"])
-    monitor = metrics.get("monitor")
-    v = metrics.get(f"best_{monitor}") if monitor else None
-    return float(v) if finite(v) else None
+objective = search.objective  # one rule for the sweep's summary and runner compare's views
 
 
 def make_row(

@@ -21,6 +21,7 @@ import itertools
 import math
 from dataclasses import asdict, dataclass, field
 
+from runner import search
 from runner.config import ConfigError
 from runner.sweep.grammar import install_grammar
 
@@ -83,16 +84,7 @@ def fmt(x) -> str:
     return s
 
 
-def native(s):
-    """'0.01' -> 0.01, '3' -> 3, 'adam' -> 'adam': a value string as a summary cell."""
-    if not isinstance(s, str):
-        return s
-    for cast in (int, float):
-        try:
-            return cast(s)
-        except ValueError:
-            pass
-    return s
+native = search.native  # '0.01' -> 0.01, '3' -> 3, 'adam' -> 'adam'
 
 
 def parse_space(arguments: list[str], config_loader=None) -> list[Param]:
