@@ -100,9 +100,10 @@ def fit(
     programs = train.PROGRAMS
     init_exe, c_init = programs.get(train.init_state, spec, hp, key, data)
     state: TrainState = init_exe(hp, key, data)
-    epoch_exe, c_epoch = programs.get(train.epoch, spec, state, data, hp)
+    # The epoch program, the longest to compile, compiles in the background while the
+    # evaluation is traced, compiled and run (a new structure's run: ~0.4 s sooner).
+    c_start = programs.start(train.epoch, spec, state, data, hp)
     eval_exe, c_eval = programs.get(train.evaluate_splits, spec, state, data, hp)
-    compile_time = c_init + c_epoch + c_eval
     diag0 = None
     if resume is None:
         initial = _host(eval_exe(state, data, hp))  # the untrained model: the 3x-abort reference
@@ -110,6 +111,8 @@ def fit(
         check_initial_loss(spec, initial, warn)
     else:
         initial = resume.meta["tracker"]["initial"]
+    epoch_exe, c_epoch = programs.get(train.epoch, spec, state, data, hp)
+    compile_time = c_init + c_start + c_epoch + c_eval
     tracker = Tracker(cfg, spec, ds, initial, diag.layer_names(state.params), warn)
     if diag0 is not None:
         tracker.initial_diagnostics(diag0)

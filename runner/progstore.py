@@ -29,6 +29,7 @@ import hashlib
 import os
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,6 +49,10 @@ MAX_BYTES = 256 * 2**20
 PRUNE_TO = 0.75
 # Temporary files older than this are left over by a killed writer.
 _STALE_TMP_SECONDS = 3600.0
+# How many threads are inside ProgramStore.compiling, and JAX's cache setting before the first.
+_COMPILING_LOCK = threading.Lock()
+_COMPILING = 0
+_CACHE_WAS = False
 
 # The runner modules traced code reads (runner.core imports only core and runner.config), and
 # this module (the layout of an entry): an edited checkout invalidates its entries.
@@ -226,18 +231,27 @@ class ProgramStore:
         An executable JAX loaded from its cache can serialize without its kernels (XLA:CPU
         with xla_cpu_use_fusion_emitters=False: "Function ..._kernel not found" when the entry
         runs), so what the store keeps is always freshly compiled. JAX decides whether to use
-        its cache once per process: reset_cache makes it decide again, before and after."""
+        its cache once per process: reset_cache makes it decide again, before and after.
+        Threads may overlap in it (Programs.start compiles in the background): the first in
+        turns JAX's cache off, the last out turns it back on."""
         import jax
         from jax.experimental.compilation_cache import compilation_cache
 
-        was = jax.config.jax_enable_compilation_cache  # type: ignore[attr-defined]
-        jax.config.update("jax_enable_compilation_cache", False)
-        compilation_cache.reset_cache()
+        global _COMPILING, _CACHE_WAS
+        with _COMPILING_LOCK:
+            if _COMPILING == 0:
+                _CACHE_WAS = jax.config.jax_enable_compilation_cache  # type: ignore[attr-defined]
+                jax.config.update("jax_enable_compilation_cache", False)
+                compilation_cache.reset_cache()
+            _COMPILING += 1
         try:
             yield
         finally:
-            jax.config.update("jax_enable_compilation_cache", was)
-            compilation_cache.reset_cache()
+            with _COMPILING_LOCK:
+                _COMPILING -= 1
+                if _COMPILING == 0:
+                    jax.config.update("jax_enable_compilation_cache", _CACHE_WAS)
+                    compilation_cache.reset_cache()
 
     def save(self, fn: Callable, key: str, exe: Any) -> None:
         """Store exe for (fn, key); quietly nothing if it cannot be serialized or written."""

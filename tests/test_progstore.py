@@ -7,6 +7,7 @@ from loaded programs gives the numbers of one compiled afresh."""
 from __future__ import annotations
 
 import json
+import threading
 import types
 from dataclasses import dataclass
 
@@ -283,3 +284,84 @@ def test_what_the_store_keeps_is_compiled_without_jaxs_cache(store, tmp_path):
         for n, v in old.items():
             jax.config.update(n, v)
         compilation_cache.reset_cache()
+
+
+def test_start_compiles_in_the_background_and_get_waits_for_it(store, monkeypatch):
+    progs = Programs(draws_init=[_scaled])
+    progs.options_for = _no_options
+    progs.store = store
+    threads = []
+    compile_ = progs._compile
+
+    def spy(*args):
+        threads.append(threading.current_thread().name)
+        return compile_(*args)
+
+    monkeypatch.setattr(progs, "_compile", spy)
+    x = jnp.arange(4.0)
+    assert progs.start(_scaled, _Spec(2), x) > 0  # traced and lowered here
+    assert len(TRACES) == 1 and progs.stats.compiles == 1
+    assert progs.start(_scaled, _Spec(2), x) == 0.0  # begun already: nothing more
+    exe, waited = progs.get(_scaled, _Spec(2), x)
+    assert waited >= 0 and threads == ["runner-compile_0"]
+    np.testing.assert_array_equal(exe(x), np.arange(4.0) ** 2 + 1)
+    assert progs.get(_scaled, _Spec(2), x) == (exe, 0.0)  # then an ordinary hit
+    assert (progs.stats.compiles, progs.stats.hits, len(TRACES)) == (1, 1, 1)
+    assert len(list(store.folder.glob("*.prog"))) == 1  # the background compile was stored
+    # another Programs: start() loads the stored executable at once, untraced
+    again = Programs(draws_init=[_scaled])
+    again.options_for, again.store = _no_options, store
+    again.start(_scaled, _Spec(2), x)
+    assert (again.stats.compiles, again.stats.loaded, len(TRACES)) == (0, 1, 1)
+    assert np.array_equal(again.get(_scaled, _Spec(2), x)[0](x), np.arange(4.0) ** 2 + 1)
+
+
+def test_a_background_compiles_error_is_raised_by_get(store, monkeypatch):
+    progs = Programs(draws_init=[_scaled])
+    progs.options_for = _no_options
+
+    def fail(*args):
+        raise RuntimeError("XLA said no")
+
+    monkeypatch.setattr(progs, "_compile", fail)
+    progs.start(_scaled, _Spec(5), jnp.arange(4.0))
+    with pytest.raises(RuntimeError, match="XLA said no"):
+        progs.get(_scaled, _Spec(5), jnp.arange(4.0))
+    monkeypatch.undo()
+    exe, _ = progs.get(_scaled, _Spec(5), jnp.arange(4.0))  # not kept: compiled anew
+    assert np.array_equal(exe(jnp.arange(4.0)), np.arange(4.0) ** 5 + 1)
+
+
+def test_overlapping_compiling_contexts_keep_jax_cache_off_until_the_last_leaves(store):
+    was = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", True)
+    try:
+        first, second = store.compiling(), store.compiling()
+        first.__enter__()
+        second.__enter__()
+        first.__exit__(None, None, None)  # another thread is still compiling for the store
+        assert jax.config.jax_enable_compilation_cache is False
+        second.__exit__(None, None, None)
+        assert jax.config.jax_enable_compilation_cache is True
+    finally:
+        jax.config.update("jax_enable_compilation_cache", was)
+
+
+def test_a_run_compiles_its_epoch_program_in_the_background(monkeypatch):
+    from conftest import run_inprocess
+
+    from runner.core import train
+
+    where = {}
+    compile_ = train.PROGRAMS._compile
+
+    def spy(fn, *args):
+        where[fn.__name__] = threading.current_thread().name
+        return compile_(fn, *args)
+
+    monkeypatch.setattr(train.PROGRAMS, "_compile", spy)
+    train.PROGRAMS.clear()
+    _, result = run_inprocess([*TINY, "model.width=7"])  # a structure no other test uses
+    assert result.status == "completed"
+    assert where["epoch"].startswith("runner-compile")
+    assert where["evaluate_splits"] == where["init_state"] == "MainThread"

@@ -30,6 +30,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +52,18 @@ QUICK: jax.stages.CompilerOptions = {
 # but the default fusion emitters: with the older ones a diverged vmapped member's garbage
 # numbers drift from its run alone's by more than float tolerance.
 FAST: jax.stages.CompilerOptions = {"xla_backend_optimization_level": "0"}
+
+
+_BACKGROUND: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """The one thread Programs.start compiles in (made on first use): one compile in the
+    background at a time, next to the caller's own."""
+    global _BACKGROUND
+    if _BACKGROUND is None:
+        _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="runner-compile")
+    return _BACKGROUND
 
 
 @dataclass
@@ -153,6 +166,8 @@ class Programs:
         self._cache: OrderedDict[Hashable, jax.stages.Compiled] = OrderedDict()
         # Executables across processes (see the module docstring); None: compile each process.
         self.store: ProgramStore | None = None
+        # Programs start() began: loaded, or compiling in the background thread.
+        self._pending: dict[Hashable, Future] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -180,7 +195,8 @@ class Programs:
         self, fn: Callable, spec: Spec, *args: Any, static: tuple[tuple[str, Hashable], ...] = ()
     ) -> tuple[jax.stages.Compiled, float]:
         """(executable, seconds spent compiling or loading it now: 0.0 on a hit) of
-        jax.jit(fn)(spec, *args, **dict(static)); call it as executable(*args)."""
+        jax.jit(fn)(spec, *args, **dict(static)); call it as executable(*args). A program
+        start() began is waited for: the seconds are those spent waiting."""
         spec = self.spec_for(fn, spec)
         key = (fn, spec, static, signature(args))
         exe = self._cache.get(key)
@@ -189,32 +205,95 @@ class Programs:
             self.stats.hits += 1
             return exe, 0.0
         t0 = time.perf_counter()
+        pending = self._pending.pop(key, None)
+        if pending is not None:
+            exe = pending.result()  # the background compile's error, if any, is raised here
+            dt = time.perf_counter() - t0
+            self.stats.compile_seconds += dt
+        else:
+            options = self.options_for(fn, spec, args)
+            text = self._store_text(fn, spec, static, args, options)
+            exe = self._load(fn, text)
+            if exe is None:
+                exe = self._compile(fn, self._lower(fn, spec, static, args), options, text)
+                dt = time.perf_counter() - t0
+                self.stats.compiles += 1
+                self.stats.compile_seconds += dt
+            else:
+                dt = time.perf_counter() - t0
+                self.stats.loaded += 1
+                self.stats.load_seconds += dt
+        self._keep(key, exe)
+        return exe, dt
+
+    def start(
+        self, fn: Callable, spec: Spec, *args: Any, static: tuple[tuple[str, Hashable], ...] = ()
+    ) -> float:
+        """Begin what get(fn, spec, *args) will need, and return the seconds spent here: a
+        stored executable is loaded now; otherwise the program is traced and lowered now (in
+        this thread: tracing runs Python) and compiled in a background thread while the caller
+        goes on (XLA's compile releases the GIL: on two cores a run's other programs are traced,
+        compiled and run meanwhile; docs/performance.md). Nothing for a program already cached
+        or begun."""
+        spec = self.spec_for(fn, spec)
+        key = (fn, spec, static, signature(args))
+        if key in self._cache or key in self._pending:
+            return 0.0
+        t0 = time.perf_counter()
+        future: Future = Future()
         options = self.options_for(fn, spec, args)
-        store = self.store
-        text = store_key(fn, spec, static, args, options) if store is not None else None
-        loaded = store.load(fn, text) if store is not None and text is not None else None
-        if loaded is not None:
-            exe = loaded
+        text = self._store_text(fn, spec, static, args, options)
+        exe = self._load(fn, text)
+        if exe is not None:
+            future.set_result(exe)
             dt = time.perf_counter() - t0
             self.stats.loaded += 1
             self.stats.load_seconds += dt
         else:
-            jitted = jax.jit(partial(fn, spec, **dict(static)))
-            # What the store keeps is compiled in its context (runner.progstore: fresh, not
-            # loaded from JAX's persistent cache).
-            with store.compiling() if store is not None and text is not None else nullcontext():
-                exe = jitted.lower(*args).compile(options)
-            if store is not None and text is not None:
-                store.save(fn, text, exe)
+            lowered = self._lower(fn, spec, static, args)
+            future = _background().submit(self._compile, fn, lowered, options, text)
             dt = time.perf_counter() - t0
             self.stats.compiles += 1
             self.stats.compile_seconds += dt
+        self._pending[key] = future
+        return dt
+
+    def _store_text(self, fn, spec, static, args, options) -> str | None:
+        """The store's name for the program (store_key); None without a store."""
+        return None if self.store is None else store_key(fn, spec, static, args, options)
+
+    def _load(self, fn: Callable, text: str | None) -> jax.stages.Compiled | None:
+        store = self.store
+        return store.load(fn, text) if store is not None and text is not None else None
+
+    def _lower(self, fn, spec, static, args) -> jax.stages.Lowered:
+        return jax.jit(partial(fn, spec, **dict(static))).lower(*args)
+
+    def _compile(
+        self,
+        fn: Callable,
+        lowered: jax.stages.Lowered,
+        options: jax.stages.CompilerOptions | None,
+        text: str | None,
+    ) -> jax.stages.Compiled:
+        """Compile a lowered program (and hand it to the store); touches nothing of self but
+        the store, so that it can run in the background thread."""
+        store = self.store
+        # What the store keeps is compiled in its context (runner.progstore: fresh, not
+        # loaded from JAX's persistent cache).
+        with store.compiling() if store is not None and text is not None else nullcontext():
+            exe = lowered.compile(options)
+        if store is not None and text is not None:
+            store.save(fn, text, exe)
+        return exe
+
+    def _keep(self, key: Hashable, exe: jax.stages.Compiled) -> None:
         self._cache[key] = exe
         while len(self._cache) > self.max_programs:
             self._cache.popitem(last=False)
             self.stats.evictions += 1
-        return exe, dt
 
     def clear(self) -> None:
-        """Drop every program (the statistics stay)."""
+        """Drop every program, begun ones included (the statistics stay)."""
         self._cache.clear()
+        self._pending.clear()
