@@ -57,6 +57,7 @@ from pathlib import Path
 HYDRA_DIR = ".hydra"
 CONFIG = ".hydra/config.yaml"
 OVERRIDES = ".hydra/overrides.yaml"
+HYDRA = ".hydra/hydra.yaml"
 METRICS = "metrics.json"
 CURVES = "curves.csv"
 CURVES_PNG = "curves.png"

@@ -109,10 +109,10 @@ def _cleanup(run_dir: Path) -> None:
         pass
 
 
-def task(dcfg, result=None) -> float:
+def task(dcfg, result=None, cfg=None) -> float:
     """Hydra's task function: validate, load, train, write the run directory, print. With
     `result` (a vectorised launcher already trained this job with others) only the writing and
-    printing are left."""
+    printing are left; `cfg`: dcfg validated already (by that launcher)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
     from rich.console import Console
@@ -131,7 +131,7 @@ def task(dcfg, result=None) -> float:
     job_log = None
     started = False
     try:
-        cfg = validate(dcfg)
+        cfg = validate(dcfg) if cfg is None else cfg
         total = (cfg.trainer.stop_at or cfg.trainer.epochs) * max(cfg.trainer.cv_folds, 1)
         if detached:
             job_log = _JobLog(hc.job.num, total, cfg.trainer.progress)

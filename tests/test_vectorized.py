@@ -475,3 +475,93 @@ def test_cpu_groups_hold_a_bounded_amount_of_training_state():
     assert vectorized.group_size(small, ds, 5) == 5
     per_device = vectorized.CPU_STATE_BYTES // vectorized.state_bytes(small, ds)
     assert vectorized.group_size(small, ds, 10**6) == 2 * per_device
+
+
+def test_write_job_does_what_hydras_run_job_does(tmp_path):
+    """runner.sweep.launcher._write_job, which stands in for Hydra's run_job for a job its group
+    trained: the same files (hydra.yaml the same document), HydraConfig during the task and
+    JobReturn, for the same job and Result."""
+    import functools
+    import types
+
+    import yaml
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job, setup_globals
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    from runner import app, task
+    from runner.config import validate
+    from runner.data import load_dataset
+    from runner.datasets import cache_in
+    from runner.help import conf_dir
+    from runner.sweep import launcher as L
+
+    setup_globals()
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(
+        config_name="config", overrides=[f"hydra.sweep.dir={tmp_path}"], run_mode=RunMode.MULTIRUN
+    )
+    context = HydraContext(config_loader=loader, callbacks=Callbacks())
+    job = ["debug=tiny", "optimizer.lr=0.05", "seed=3"]
+    configs = [loader.load_sweep_config(master, job) for _ in range(2)]
+    for num, sc in enumerate(configs):
+        with open_dict(sc):
+            sc.hydra.job.num = sc.hydra.job.id = num
+            sc.hydra.mode = RunMode.MULTIRUN  # as Hydra's multirun sets it
+    task_cfgs = [L._task_config(sc) for sc in configs]
+    cfg = validate(task_cfgs[0])
+    with cache_in(cfg.paths):
+        result = app.run(cfg, load_dataset(cfg.data))
+    seen, orig = [], task.task
+
+    def spy(dcfg, **kw):  # what the task sees of HydraConfig
+        hc = HydraConfig.get()
+        seen.append((hc.runtime.output_dir, hc.job.num, hc.mode, OmegaConf.is_struct(dcfg)))
+        return orig(dcfg, **kw)
+
+    ran = run_job(
+        task_function=functools.partial(spy, result=result),
+        config=configs[0],
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+        hydra_context=context,
+    )
+    assert L._lean(configs[1])
+    L._open_folders([1], configs, task_cfgs)
+    launcher = types.SimpleNamespace(hydra_context=context)
+    task.task = spy
+    try:
+        wrote = L._write_job(launcher, configs[1], task_cfgs[1], cfg, result)
+    finally:
+        task.task = orig
+    a, b = tmp_path / "0", tmp_path / "1"
+    assert seen == [(str(a), 0, RunMode.MULTIRUN, True), (str(b), 1, RunMode.MULTIRUN, True)]
+    files = sorted(str(p.relative_to(a)) for p in a.rglob("*"))
+    assert files == sorted(str(p.relative_to(b)) for p in b.rglob("*"))
+    for name in ("config.yaml", "overrides.yaml"):
+        assert (a / ".hydra" / name).read_text() == (b / ".hydra" / name).read_text()
+    for d in (a, b):  # this job's own values, then the two documents are equal
+        text = (d / ".hydra" / "hydra.yaml").read_text().replace(str(d), "DIR")
+        text = text.replace(f"num: {d.name}", "num: N").replace(f"id: '{d.name}'", "id: N")
+        assert yaml.safe_load(text) == yaml.safe_load(
+            OmegaConf.to_yaml(ran.hydra_cfg)
+            .replace(str(a), "DIR")
+            .replace("num: 0", "num: N")
+            .replace("id: '0'", "id: N")
+        )
+    assert _load(a / "metrics.json") == _load(b / "metrics.json")
+    assert (wrote.status, wrote.return_value, wrote.task_name, wrote.working_dir) == (
+        ran.status,
+        ran.return_value,
+        ran.task_name,
+        ran.working_dir,
+    )
+    assert wrote.overrides == ran.overrides == job
+    assert OmegaConf.to_container(wrote.cfg) == OmegaConf.to_container(ran.cfg)
+    assert OmegaConf.is_struct(wrote.cfg) and OmegaConf.is_struct(ran.cfg)
+    assert wrote.hydra_cfg.hydra.runtime.output_dir == str(b)
+    assert HydraConfig.instance().cfg is None or HydraConfig.get().job.num != 1  # restored
