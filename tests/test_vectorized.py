@@ -366,8 +366,11 @@ def test_composer_derives_hydras_own_configs():
         ["optimizer=sgd", "optimizer.lr=0.4", "seed=3"],
     ]  # derived again
     for job in jobs:
-        got = OmegaConf.to_container(composer.compose(job))
-        assert got == OmegaConf.to_container(loader.load_sweep_config(master, job)), job
+        got, full = composer.compose(job), loader.load_sweep_config(master, job)
+        assert OmegaConf.to_container(got) == OmegaConf.to_container(full), job
+        # the same kind of config: struct, a HydraConf node (set_config asserts it)
+        assert OmegaConf.is_struct(got) and OmegaConf.is_struct(full)
+        assert OmegaConf.get_type(got, "hydra") is OmegaConf.get_type(full, "hydra")
     assert len(composer.templates) == 3
     # a key Hydra refuses: Hydra's own error
     from hydra.errors import ConfigCompositionException

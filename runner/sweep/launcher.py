@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import pickle
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ class _Composer:
         self.master = launcher.config
         self.parser = OverridesParser.create()
         self.groups = set(self.master.hydra.runtime.choices.keys())
-        self.templates: dict = {}
+        self.templates: dict = {}  # override signature -> pickled composed config
+        self.parsed: dict = {}  # override line -> Hydra's Override
 
     def _is_value(self, o) -> bool:
         from hydra.core.override_parser.types import OverrideType
@@ -67,9 +69,19 @@ class _Composer:
             and key not in self.groups
         )
 
+    def _parse(self, overrides: list[str]) -> list:
+        """Hydra's parse of each override, kept: a sweep's jobs repeat most of theirs."""
+        out = []
+        for line in overrides:
+            o = self.parsed.get(line)
+            if o is None:
+                o = self.parsed[line] = self.parser.parse_overrides([line])[0]
+            out.append(o)
+        return out
+
     def compose(self, overrides: list[str]):
         try:
-            parsed = self.parser.parse_overrides(overrides)
+            parsed = self._parse(overrides)
             values = [o for o in parsed if self._is_value(o)]
             sig = tuple((o.input_line if not self._is_value(o) else o.key_or_group) for o in parsed)
         except Exception:  # noqa: BLE001 - Hydra reports it
@@ -78,7 +90,9 @@ class _Composer:
         if template is None:
             sc = self.loader.load_sweep_config(self.master, overrides)
             if all(k not in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
-                self.templates[sig] = sc
+                # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags,
+                # types and all: OmegaConf pickles the whole node tree)
+                self.templates[sig] = pickle.dumps(sc, protocol=pickle.HIGHEST_PROTOCOL)
             return copy.deepcopy(sc)
         try:
             return self._derive(template, parsed, values)
@@ -89,7 +103,7 @@ class _Composer:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from omegaconf import OmegaConf, open_dict
 
-        sc = copy.deepcopy(template)
+        sc = pickle.loads(template)
         ConfigLoaderImpl._apply_overrides_to_config(values, sc)
         app = [o for o in parsed if not o.is_hydra_override()]
         dirname = sc.hydra.job.config.override_dirname
@@ -350,7 +364,12 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     configs, task_cfgs = [], []
-    composer = _Composer(launcher)
+    # One composer for all of a sweep's launches: a hyperband rung's jobs derive from the
+    # template its first rung composed (~0.3 s a full composition).
+    composer = getattr(launcher, "_runner_composer", None)
+    if composer is None or composer.master is not config:
+        composer = _Composer(launcher)
+        launcher._runner_composer = composer
     for i, overrides in enumerate(job_overrides):
         num, overrides = _own_number(config, list(overrides), initial_job_idx + i)
         sc = composer.compose(overrides)
