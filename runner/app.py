@@ -98,11 +98,16 @@ def fit(
 
     key = prng_key(cfg.seed)
     programs = train.PROGRAMS
+    # A new structure's programs compile in background threads (docs/performance.md): the
+    # initial weights' while the epoch program is traced from its result's shapes, the epoch
+    # program, the longest, while the evaluation is traced, compiled and run.
+    c_start = programs.start(train.init_state, spec, hp, key, data)
+    shapes = programs.result_shapes(train.init_state, spec, hp, key, data)
+    if shapes is not None:
+        c_start += programs.start(train.epoch, spec, shapes, data, hp)
     init_exe, c_init = programs.get(train.init_state, spec, hp, key, data)
     state: TrainState = init_exe(hp, key, data)
-    # The epoch program, the longest to compile, compiles in the background while the
-    # evaluation is traced, compiled and run (a new structure's run: ~0.4 s sooner).
-    c_start = programs.start(train.epoch, spec, state, data, hp)
+    c_start += programs.start(train.epoch, spec, state, data, hp)  # begun already, mostly
     eval_exe, c_eval = programs.get(train.evaluate_splits, spec, state, data, hp)
     diag0 = None
     if resume is None:

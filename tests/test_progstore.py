@@ -361,7 +361,35 @@ def test_a_run_compiles_its_epoch_program_in_the_background(monkeypatch):
 
     monkeypatch.setattr(train.PROGRAMS, "_compile", spy)
     train.PROGRAMS.clear()
+    compiles = train.PROGRAMS.stats.compiles
     _, result = run_inprocess([*TINY, "model.width=7"])  # a structure no other test uses
     assert result.status == "completed"
+    # the epoch program was begun from init's result shapes, and that one served the run
+    assert train.PROGRAMS.stats.compiles - compiles == len(where) == 3
     assert where["epoch"].startswith("runner-compile")
-    assert where["evaluate_splits"] == where["init_state"] == "MainThread"
+    assert where["init_state"].startswith("runner-compile")
+    assert where["evaluate_splits"] == "MainThread"
+
+
+def test_result_shapes_are_those_of_the_result(store):
+    progs = Programs(draws_init=[_scaled])
+    progs.options_for = _no_options
+    x = jax.device_put(jnp.arange(4.0), jax.local_devices()[1])
+    assert progs.result_shapes(_scaled, _Spec(7), x) is None  # not begun
+    progs.start(_scaled, _Spec(7), x)
+    begun = progs.result_shapes(_scaled, _Spec(7), x)  # from the lowering, or the executable
+    exe, _ = progs.get(_scaled, _Spec(7), x)
+    out = exe(x)
+    cached = progs.result_shapes(_scaled, _Spec(7), x)
+    for s in (begun, cached):
+        assert (s.shape, s.dtype, s.sharding) == (out.shape, out.dtype, out.sharding)
+    # arguments split over two devices: known only from the executable (None before it is)
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.local_devices()[:2]), ("m",))
+    z = jax.device_put(jnp.arange(4.0), NamedSharding(mesh, PartitionSpec("m")))
+    progs.start(_scaled, _Spec(8), z)
+    early = progs.result_shapes(_scaled, _Spec(8), z)
+    out = progs.get(_scaled, _Spec(8), z)[0](z)
+    assert early is None or early.sharding == out.sharding
+    assert progs.result_shapes(_scaled, _Spec(8), z).sharding == out.sharding

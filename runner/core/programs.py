@@ -57,12 +57,23 @@ FAST: jax.stages.CompilerOptions = {"xla_backend_optimization_level": "0"}
 _BACKGROUND: ThreadPoolExecutor | None = None
 
 
+@dataclass
+class _Pending:
+    """A program start() began: its executable to come, its lowering (None: loaded from the
+    store), and the text of the arguments it was begun for (weak types included, which the
+    cache key leaves out)."""
+
+    future: Future
+    lowered: Any
+    text: str
+
+
 def _background() -> ThreadPoolExecutor:
-    """The one thread Programs.start compiles in (made on first use): one compile in the
-    background at a time, next to the caller's own."""
+    """The threads Programs.start compiles in (made on first use): two, a run's initial-weights
+    and epoch programs at once, next to the caller's own compile."""
     global _BACKGROUND
     if _BACKGROUND is None:
-        _BACKGROUND = ThreadPoolExecutor(1, thread_name_prefix="runner-compile")
+        _BACKGROUND = ThreadPoolExecutor(2, thread_name_prefix="runner-compile")
     return _BACKGROUND
 
 
@@ -166,8 +177,8 @@ class Programs:
         self._cache: OrderedDict[Hashable, jax.stages.Compiled] = OrderedDict()
         # Executables across processes (see the module docstring); None: compile each process.
         self.store: ProgramStore | None = None
-        # Programs start() began: loaded, or compiling in the background thread.
-        self._pending: dict[Hashable, Future] = {}
+        # Programs start() began: loaded, or compiling in a background thread.
+        self._pending: dict[Hashable, _Pending] = {}
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -206,8 +217,10 @@ class Programs:
             return exe, 0.0
         t0 = time.perf_counter()
         pending = self._pending.pop(key, None)
+        if pending is not None and pending.text != signature_text(args):
+            pending = None  # begun for other weak types than these arguments have: not this one
         if pending is not None:
-            exe = pending.result()  # the background compile's error, if any, is raised here
+            exe = pending.future.result()  # the background compile's error is raised here
             dt = time.perf_counter() - t0
             self.stats.compile_seconds += dt
         else:
@@ -244,6 +257,7 @@ class Programs:
         options = self.options_for(fn, spec, args)
         text = self._store_text(fn, spec, static, args, options)
         exe = self._load(fn, text)
+        lowered = None
         if exe is not None:
             future.set_result(exe)
             dt = time.perf_counter() - t0
@@ -255,8 +269,39 @@ class Programs:
             dt = time.perf_counter() - t0
             self.stats.compiles += 1
             self.stats.compile_seconds += dt
-        self._pending[key] = future
+        self._pending[key] = _Pending(future, lowered, signature_text(args))
         return dt
+
+    def result_shapes(
+        self, fn: Callable, spec: Spec, *args: Any, static: tuple[tuple[str, Hashable], ...] = ()
+    ) -> Any | None:
+        """What jax.jit(fn)(spec, *args) returns, as jax.ShapeDtypeStructs placed where the
+        program puts them, for a program start() began or the cache holds, without running it:
+        enough to begin the programs that take its result (Programs.start). None where that is
+        not known: a program not begun, or one whose arguments are not all on one device."""
+        spec = self.spec_for(fn, spec)
+        key = (fn, spec, static, signature(args))
+        exe, pending = self._cache.get(key), self._pending.get(key)
+        try:
+            if exe is None and pending is not None and pending.future.done():
+                exe = pending.future.result()
+            if exe is not None:
+                return exe.out_info  # with the shardings the executable gives its results
+            if pending is None or pending.lowered is None:
+                return None
+            shardings = {getattr(a, "sharding", None) for a in jax.tree_util.tree_leaves(args)}
+            if len(shardings) != 1 or None in shardings:
+                return None
+            (where,) = shardings
+            if where is None or len(where.device_set) != 1:
+                return None
+            # A one-device program's results are on its arguments' device.
+            return jax.tree_util.tree_map(
+                lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=where),
+                pending.lowered.out_info,
+            )
+        except Exception:  # noqa: BLE001 - not known here: the caller waits for the result
+            return None
 
     def _store_text(self, fn, spec, static, args, options) -> str | None:
         """The store's name for the program (store_key); None without a store."""
