@@ -236,6 +236,10 @@ def test_sha_promotes_the_best_at_each_budget_and_prunes_the_rest(tmp_path):
             budget = plan["brackets"][0]["r"][want[j] - 1]
             assert r["status"] == "pruned" and r["epochs_run"] == budget
             assert r["objective"] == pytest.approx(objective(lrs[j], budget))
+            # who stopped it: the rung (in its own metrics.json too), not just its budget
+            by = f"sha bracket 1 rung {want[j]} ({budget} epochs)"
+            metrics = json.loads((Path(r["dir"]) / "metrics.json").read_text())
+            assert r["pruned_by"] == metrics["pruned_by"] == by
         # the summary keeps the trial's own overrides: best.yaml reruns it to the end
         assert r["overrides"] == trials[j]["overrides"]
         assert "trainer.epochs=9" in r["overrides"]

@@ -130,6 +130,26 @@ class Rungs:
         )
         return "\n".join(out)
 
+    def _mark_cut(self, entered: list[dict], k: int, i: int, budget: int) -> None:
+        """The trials of a decided rung that do not go on say who stopped them: their own run
+        wrote pruned_by trainer.stop_at (the budget it was given); the sweep's rung did. In
+        their metrics.json (written atomically) and in the summary's rows."""
+        from pathlib import Path
+
+        from runner import rundir
+
+        if i == len(next(b for b in self.brackets if b["bracket"] == k)["r"]):
+            return  # the last rung cuts nobody
+        by = f"{self.kind} bracket {k} rung {i} ({budget} epochs)"
+        for t in entered:
+            row = self.rows.get(t["job"])
+            if t["rung"] != i or row is None or row["status"] != "pruned":
+                continue
+            row["pruned_by"] = by
+            read = rundir.read_metrics(Path(row["dir"]))
+            if read.ok and read.data.get("pruned_by") != by:
+                rundir.write_json(Path(row["dir"]) / rundir.METRICS, {**read.data, "pruned_by": by})
+
     def _settled(self, t: dict, budget: int) -> bool:
         """Whether trial t has finished the rung of `budget` epochs (or ended before it)."""
         row = self.rows.get(t["job"])
@@ -217,6 +237,7 @@ class Rungs:
                 if stopped or stop.requested():
                     return stopped
                 if (k, i) in self._decided:
+                    self._mark_cut(entered, k, i, budget)  # again: a kill may have come between
                     continue
                 rows = [self.rows[t["job"]] for t in entered if t["job"] in self.rows]
                 _, mode = sweep_mode(rows)
@@ -231,6 +252,7 @@ class Rungs:
                         t["rung"] = i + 1
                 self._decided.add((k, i))
                 self._save_plan()
+                self._mark_cut(entered, k, i, budget)
                 self._write_summary("running")
                 progress.update(task, completed=self._final_count())
                 progress.console.print(
