@@ -204,8 +204,9 @@ def _open_folders(idx, configs, task_cfgs) -> list:
 
 
 def _train_group(group, configs, task_cfgs) -> dict:
-    """{job index: Result} for one planned group; empty if the group fails to build or train
-    (its jobs then run one by one and each reports what went wrong)."""
+    """{job index: (its validated Config, its Result)} for one planned group; empty if the
+    group fails to build or train (its jobs then run one by one and each reports what went
+    wrong)."""
     from runner import tracker, vectorized
     from runner.progress import Display
     from runner.shell import describe
