@@ -286,3 +286,41 @@ def test_compare_shows_a_key_a_run_does_not_have_as_a_dash(tmp_path):
     cells = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:5]}
     col = out.splitlines()[0].split().index("optimizer.momentum") - 1  # id: the row's key
     assert [cells[j][col] for j in "012"] == ["—", "0.5", "0.9"], out
+
+
+def test_random_search_draws_again_for_the_trials_that_collapse():
+    from runner.sweep.space import sample_trials
+
+    args = [
+        "optimizer=choice(sgd,momentum)",
+        "optimizer.momentum=choice(0.5,0.9)",
+        "optimizer.lr=choice(0.01,0.1)",
+    ]
+    space = parse_space(args)
+    cond = conditions(space, set(GROUPS), composed)
+    first, note = cond.apply(sample(space, 5, rng_for(3, 1)))
+    assert len(first) < 5 and "collapse into" in note  # seed 3: sgd drawn with equal lrs
+    trials, note = sample_trials(space, 5, 3, 1, cond)
+    assert len(trials) == 5 and trials[: len(first)] == first  # the first draws kept, in order
+    assert note.endswith(f"; {5 - len(first)} more drawn to run 5")
+
+    # a space that collapses into fewer trials than asked for: 16 x 3 draws, then it says so
+    class Collapsing:  # every trial collapses into one (as if each left out all its keys)
+        def __bool__(self):
+            return True
+
+        def apply(self, planned):
+            return planned[:1], "conditional: x left out"
+
+    trials, note = sample_trials(space, 3, 3, 1, Collapsing())
+    assert len(trials) == 1 and note == "conditional: x left out; 1 trials after 48 draws"
+    # intervals: every trial distinct, nothing drawn again, the note as before
+    space = parse_space(
+        [
+            "optimizer=choice(sgd,momentum)",
+            "optimizer.momentum=interval(0.5,0.99)",
+            "optimizer.lr=interval(0.001,0.1)",
+        ]
+    )
+    cond = conditions(space, set(GROUPS), composed)
+    assert sample_trials(space, 6, 0, 1, cond) == cond.apply(sample(space, 6, rng_for(0, 1)))

@@ -58,8 +58,7 @@ from runner.sweep.space import (
     narrow,
     parse_space,
     plan_text,
-    rng_for,
-    sample,
+    sample_trials,
     space_from_json,
     space_json,
     with_extra,
@@ -304,15 +303,13 @@ class Sweep(Rungs):
 
     def _plan_stage(self, stage: dict, space: list[Param]) -> None:
         stage["space"] = space_json(space)
-        if self.kind == "grid":
-            planned = grid(space)
-        else:
-            planned = sample(
-                space, stage["n_trials"], rng_for(self.opts.get("seed", 0), stage["stage"])
-            )
         # a narrowed space may have kept only options that lack a key: no error then
         cond = self.cond if stage["stage"] == 1 else self._conditions(space, strict=False)
-        planned, note = cond.apply(planned)
+        if self.kind == "grid":
+            planned, note = cond.apply(grid(space))
+        else:  # trials that leaving out keys makes equal are drawn again
+            seed = self.opts.get("seed", 0)
+            planned, note = sample_trials(space, stage["n_trials"], seed, stage["stage"], cond)
         if note:
             stage["conditional"] = note
         stage["n_trials"] = len(planned)

@@ -11,8 +11,7 @@ from runner.sweep.report import FINAL, sweep_mode
 from runner.sweep.space import (
     SweepError,
     describe_space,
-    rng_for,
-    sample,
+    sample_trials,
     space_json,
     with_extra,
 )
@@ -64,8 +63,8 @@ class Rungs:
         extra = [f"trainer.epochs={R}"]  # schedules are defined against the max budget
         notes = []
         for k, b in enumerate(bs, 1):
-            planned, note = self.cond.apply(
-                sample(self.space, b.n[0], rng_for(self.opts.get("seed", 0), k))
+            planned, note = sample_trials(
+                self.space, b.n[0], self.opts.get("seed", 0), k, self.cond
             )
             if note:
                 notes.append(f"bracket {k}: {note}")

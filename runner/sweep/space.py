@@ -186,6 +186,28 @@ def sample(space: list[Param], n: int, rng) -> list[tuple[list[str], dict]]:
     return trials
 
 
+def sample_trials(
+    space: list[Param], n: int, seed: int, stage: int, cond
+) -> tuple[list, str | None]:
+    """n random trials of the space through cond (a Conditions: (trials, note) as its apply
+    gives them). Where leaving out the keys an option lacks collapses trials into one, more are
+    drawn from the same stream (its first n draws are sample(n)'s), doubling up to 16n draws,
+    so that n trials run where the space has them; the note says so."""
+    first, note = cond.apply(sample(space, n, rng_for(seed, stage)))
+    if len(first) >= n or not cond:
+        return first, note
+    draws, planned = n, first
+    while len(planned) < n and draws < 16 * n:
+        draws *= 2
+        planned, _ = cond.apply(sample(space, draws, rng_for(seed, stage)))
+    planned = planned[:n]
+    if len(planned) == n:
+        more = f"; {n - len(first)} more drawn to run {n}"
+    else:
+        more = f"; {len(planned)} trials after {draws} draws"
+    return planned, (note or "conditional") + more
+
+
 def rng_for(seed: int, stage: int):
     import numpy as np
 
