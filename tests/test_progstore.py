@@ -303,7 +303,7 @@ def test_start_compiles_in_the_background_and_get_waits_for_it(store, monkeypatc
     assert len(TRACES) == 1 and progs.stats.compiles == 1
     assert progs.start(_scaled, _Spec(2), x) == 0.0  # begun already: nothing more
     exe, waited = progs.get(_scaled, _Spec(2), x)
-    assert waited >= 0 and threads == ["runner-compile_0"]
+    assert waited >= 0 and len(threads) == 1 and threads[0].startswith("runner-compile_")
     np.testing.assert_array_equal(exe(x), np.arange(4.0) ** 2 + 1)
     assert progs.get(_scaled, _Spec(2), x) == (exe, 0.0)  # then an ordinary hit
     assert (progs.stats.compiles, progs.stats.hits, len(TRACES)) == (1, 1, 1)
