@@ -59,13 +59,6 @@ def prng_key(seed: int) -> jax.Array:
     return jax.random.PRNGKey(seed)
 
 
-def _restore(resume: Resume, template: TrainState) -> tuple[TrainState, TrainState]:
-    """(state, best state) from a checkpoint (runner.checkpoint.restore_state)."""
-    from runner.checkpoint import restore_state
-
-    return restore_state(resume.arrays, resume.path, template)
-
-
 @dataclass
 class Resume:
     """Where a checkpointed run left off: the arrays and bookkeeping runner.checkpoint read."""
@@ -130,7 +123,9 @@ def fit(
     # Time spent before a resume (wall, training, compiling) counts towards the run's totals.
     best_state, first, trained, walled, compiled = state, 1, 0.0, 0.0, 0.0
     if resume is not None:
-        state, best_state = _restore(resume, state)
+        from runner.checkpoint import restore_state
+
+        state, best_state = restore_state(resume.arrays, resume.path, state)
         tracker.load(resume.meta["tracker"])
         first = resume.meta["epoch"] + 1
         trained = resume.meta["train_time"]

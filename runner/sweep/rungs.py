@@ -129,7 +129,7 @@ class Rungs:
         )
         return "\n".join(out)
 
-    def _mark_cut(self, entered: list[dict], k: int, i: int, budget: int) -> None:
+    def _mark_cut(self, entered: list[dict], b: dict, i: int, budget: int) -> None:
         """The trials of a decided rung that do not go on say who stopped them: their own run
         wrote pruned_by trainer.stop_at (the budget it was given); the sweep's rung did. In
         their metrics.json (written atomically) and in the summary's rows."""
@@ -137,9 +137,9 @@ class Rungs:
 
         from runner import rundir
 
-        if i == len(next(b for b in self.brackets if b["bracket"] == k)["r"]):
+        if i == len(b["r"]):
             return  # the last rung cuts nobody
-        by = f"{self.kind} bracket {k} rung {i} ({budget} epochs)"
+        by = f"{self.kind} bracket {b['bracket']} rung {i} ({budget} epochs)"
         for t in entered:
             row = self.rows.get(t["job"])
             if t["rung"] != i or row is None or row["status"] != "pruned":
@@ -236,7 +236,7 @@ class Rungs:
                 if stopped or stop.requested():
                     return stopped
                 if (k, i) in self._decided:
-                    self._mark_cut(entered, k, i, budget)  # again: a kill may have come between
+                    self._mark_cut(entered, b, i, budget)  # again: a kill may have come between
                     continue
                 rows = [self.rows[t["job"]] for t in entered if t["job"] in self.rows]
                 _, mode = sweep_mode(rows)
@@ -251,7 +251,7 @@ class Rungs:
                         t["rung"] = i + 1
                 self._decided.add((k, i))
                 self._save_plan()
-                self._mark_cut(entered, k, i, budget)
+                self._mark_cut(entered, b, i, budget)
                 self._write_summary("running")
                 progress.update(task, completed=self._final_count())
                 progress.console.print(
