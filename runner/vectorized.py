@@ -16,7 +16,7 @@ directory as if it had trained alone.
 from __future__ import annotations
 
 import time
-from functools import partial
+from functools import lru_cache, partial
 
 import jax
 import numpy as np
@@ -63,8 +63,15 @@ def state_bytes(cfg: Config, ds: Dataset) -> int:
     sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
     hp = {k: sds(v) for k, v in make_hparams(cfg, spec).items()}
     data = {k: sds(v[:1]) for k, v in ds.arrays().items()}
+    return _state_bytes(spec, tuple(sorted(hp.items())), tuple(sorted(data.items())))
+
+
+@lru_cache(maxsize=64)
+def _state_bytes(spec, hp: tuple, data: tuple) -> int:
+    # kept: eval_shape traces the model's initialisation (~0.1 s), and a sweep's every launch
+    # (a hyperband rung) plans its groups again
     state = jax.eval_shape(
-        partial(train.init_state, spec), hp, jax.ShapeDtypeStruct((2,), np.uint32), data
+        partial(train.init_state, spec), dict(hp), jax.ShapeDtypeStruct((2,), np.uint32), dict(data)
     )
     return int(sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(state)))
 

@@ -11,7 +11,7 @@ from conftest import TINY, compose, run_inprocess
 
 from runner.config import ConfigError, validate
 from runner.core import train
-from runner.core.programs import FAST, QUICK
+from runner.core.programs import FAST, GROUP_ONCE, QUICK
 from runner.core.spec import Spec, make_spec
 from runner.data import load_dataset
 
@@ -69,11 +69,18 @@ def test_auto_compiles_a_small_dense_models_epoch_fast_and_the_rest_fully(spec):
     assert not train.fast_pays(many_steps) and rule(train.epoch, many_steps, ()) is None
     conv = _with(small, arch="cnn")
     assert not train.fast_pays(conv) and rule(train.epoch, conv, ()) is None
-    # run-once programs always quick, vectorised groups' epochs always full (under auto)
+    # a run's run-once programs always quick, a vectorised group's optimised with the older
+    # fusion emitters, its epochs fully (under auto)
     for s in (small, big, conv):
         assert rule(train.init_state, s, ()) == QUICK
         assert rule(train.evaluate_splits, s, ()) == QUICK
+        assert rule(train.init_states, s, ()) == GROUP_ONCE
+        assert rule(train.evaluate_members, s, ()) == GROUP_ONCE
         assert rule(train.epochs_masked, s, ()) is None
+    assert GROUP_ONCE == {
+        "xla_backend_optimization_level": "2",
+        "xla_cpu_use_fusion_emitters": False,
+    }
     assert train.PROGRAMS.options_for is rule
 
 

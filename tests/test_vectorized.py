@@ -568,4 +568,13 @@ def test_write_job_does_what_hydras_run_job_does(tmp_path):
     assert OmegaConf.to_container(wrote.cfg) == OmegaConf.to_container(ran.cfg)
     assert OmegaConf.is_struct(wrote.cfg) and OmegaConf.is_struct(ran.cfg)
     assert wrote.hydra_cfg.hydra.runtime.output_dir == str(b)
+    # set_config's shape without its copy: the hydra node alone, read-only, resolving through
+    # the job's config; sc's own node (nothing copied)
+    assert list(wrote.hydra_cfg) == list(ran.hydra_cfg) == ["hydra"]
+    assert OmegaConf.is_readonly(wrote.hydra_cfg.hydra) and OmegaConf.is_readonly(
+        ran.hydra_cfg.hydra
+    )
+    assert wrote.hydra_cfg._get_node("hydra") is configs[1]._get_node("hydra")
+    assert wrote.hydra_cfg.hydra._get_parent() is configs[1]
+    assert wrote.hydra_cfg.hydra.sweep.subdir == "1"  # an interpolation of hydra.job.num
     assert HydraConfig.instance().cfg is before  # restored, as run_job restores it

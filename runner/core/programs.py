@@ -52,6 +52,15 @@ QUICK: jax.stages.CompilerOptions = {
 # but the default fusion emitters: with the older ones a diverged vmapped member's garbage
 # numbers drift from its run alone's by more than float tolerance.
 FAST: jax.stages.CompilerOptions = {"xla_backend_optimization_level": "0"}
+# XLA's options for a vectorised group's run-once programs on CPU (runner.core.train's rule):
+# a sweep calls them once or more per group. LLVM's optimisations with the older fusion
+# emitters: a W1 group's initial weights compile as fast as with QUICK and run ~6x faster
+# (60-80 -> ~10 ms); its evaluation compiles ~0.5 s longer and runs ~40 % faster
+# (docs/performance.md, 2026-12-05 evening). XLA's defaults would compile the weights ~4 s.
+GROUP_ONCE: jax.stages.CompilerOptions = {
+    "xla_backend_optimization_level": "2",
+    "xla_cpu_use_fusion_emitters": False,
+}
 
 
 _BACKGROUND: ThreadPoolExecutor | None = None

@@ -20,7 +20,7 @@ import optax
 
 from runner.core import layerstats as diag
 from runner.core import losses, optim, schedules
-from runner.core.programs import Programs
+from runner.core.programs import FAST, GROUP_ONCE, Programs
 from runner.core.spec import ModelSpec, Spec
 from runner.core.state import BatchStats, Data, HParams, Metrics, Params, TrainState
 
@@ -358,6 +358,9 @@ def select_members(spec: Spec, take: jax.Array, new: TrainState, old: TrainState
 # most of their compile time, none of their run time matters (docs/performance.md). The
 # per-epoch programs keep the full optimisation.
 RUN_ONCE = frozenset({init_state, init_states, evaluate_splits, evaluate_members, forward})
+# The run-once programs of a vectorised group: under trainer.compile=auto they are compiled
+# with more optimisation than a single run's (compile_options).
+GROUP_ONCE_FNS = frozenset({init_states, evaluate_members})
 # Only these draw initial weights; every other program is shared across initializers.
 DRAWS_INIT = frozenset({init_state, init_states})
 PROGRAMS = Programs(run_once=RUN_ONCE, draws_init=DRAWS_INIT)
@@ -405,13 +408,15 @@ def fast_pays(spec: Spec) -> bool:
 
 def compile_options(fn, spec: Spec, args: tuple) -> jax.stages.CompilerOptions | None:
     """PROGRAMS' rule: Programs.compile_options, except that with trainer.compile=auto a single
-    run's epoch program is compiled without LLVM's optimisations (FAST) when fast_pays.
-    Vectorised groups keep full optimisation: one program serves many members (and groups)."""
+    run's epoch program is compiled without LLVM's optimisations (FAST) when fast_pays, and a
+    vectorised group's initial weights and evaluations with GROUP_ONCE (a sweep runs them per
+    group). Vectorised groups' epochs keep full optimisation: one program serves many members
+    (and groups)."""
     auto = spec.compile == "auto" and jax.default_backend() == "cpu"
     if fn is epoch and auto and fast_pays(spec):
-        from runner.core.programs import FAST
-
         return FAST
+    if fn in GROUP_ONCE_FNS and auto:
+        return GROUP_ONCE
     return PROGRAMS.compile_options(fn, spec, args)
 
 

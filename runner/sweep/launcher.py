@@ -183,9 +183,8 @@ def _open_folders(idx, configs, task_cfgs) -> list:
     as run_job writes them, and a `running` metrics.json (with a heartbeat, the epochs so far
     and curves.csv: runner.runjob.Keeper), so that `runner compare` shows the group's
     progress and a reader can tell a live group from a killed one."""
-    from omegaconf import OmegaConf
-
     from runner import rundir
+    from runner.fastyaml import dump_yaml
     from runner.runjob import Keeper
 
     keepers = []
@@ -193,11 +192,12 @@ def _open_folders(idx, configs, task_cfgs) -> list:
         sc = configs[i]
         d = _job_dir(sc)
         (d / ".hydra").mkdir(parents=True, exist_ok=True)
-        # Final already, byte for byte what run_job writes: _write_job adds hydra.yaml (where a
-        # group fails and its jobs run alone, Hydra's run_job writes all three again).
-        config = OmegaConf.to_yaml(task_cfgs[i])
+        # Final already, what run_job writes (OmegaConf.to_yaml, emitted by libyaml: byte for
+        # byte the same for runner's configs, tested): _write_job adds hydra.yaml (where a group
+        # fails and its jobs run alone, Hydra's run_job writes all three again).
+        config = dump_yaml(task_cfgs[i])
         rundir.atomic_write(d / rundir.CONFIG, config, durable=False)
-        overrides = OmegaConf.to_yaml(sc.hydra.overrides.task)
+        overrides = dump_yaml(sc.hydra.overrides.task)
         rundir.atomic_write(d / rundir.OVERRIDES, overrides, durable=False)
         keepers.append(Keeper(d))
     return keepers
@@ -279,10 +279,26 @@ def _lean(sc) -> bool:
         return False
 
 
+def _hydra_view(sc):
+    """What HydraConfig.set_config(sc) makes: a config of sc's hydra node alone (read-only),
+    whose node resolves interpolations through sc; but the node itself, not a copy of it
+    (~7 ms a job): sc is this job's own config, and nothing writes to the node from here on."""
+    from omegaconf import DictConfig, OmegaConf
+
+    OmegaConf.set_readonly(sc.hydra, True)
+    node = sc._get_node("hydra")
+    view = DictConfig(content={}, flags={"no_deepcopy_set_nodes": True})
+    view["hydra"] = node
+    view._set_flag("no_deepcopy_set_nodes", None)
+    node._set_parent(sc)
+    return view
+
+
 def _write_job(launcher, sc, task_cfg, cfg, result):
     """Hydra's run_job (hydra.core.utils) for a job its group trained: the same HydraConfig,
     files, callbacks and JobReturn, without its two deep copies of the config, its second
-    set_config, and with hydra.yaml emitted by libyaml (fastyaml.dump_yaml). config.yaml and
+    set_config, set_config's copy of the hydra node (_hydra_view), and with hydra.yaml emitted
+    by libyaml (fastyaml.dump_yaml). config.yaml and
     overrides.yaml are on disk already (_open_folders). ~15 ms a job against ~60 ms
     (docs/performance.md)."""
     import os
@@ -299,9 +315,8 @@ def _write_job(launcher, sc, task_cfg, cfg, result):
     out = os.path.abspath(str(_job_dir(sc)))
     with read_write(sc.hydra.runtime), open_dict(sc.hydra.runtime):
         sc.hydra.runtime.output_dir = out
-    HydraConfig.instance().set_config(sc)
+    hydra_cfg = HydraConfig.instance().cfg = _hydra_view(sc)
     try:
-        hydra_cfg = HydraConfig.instance().cfg  # a copy of its own: set_config makes a new one
         ret = JobReturn(
             overrides=list(sc.hydra.overrides.task),
             cfg=task_cfg,
