@@ -272,6 +272,21 @@ def test_the_collector_paused_for_start_up_resumes_frozen(monkeypatch):
     assert calls == ["disable", "freeze", "enable"]
 
 
+def test_a_sweep_freezes_what_start_up_holds_once(monkeypatch):
+    """runtime.freeze_startup (the vmap launcher's first launch, before it composes any job):
+    gc.freeze once a process, never again (a later launch's configs are cyclic garbage)."""
+    import gc
+
+    from runner import runtime
+
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(runtime, "_FROZEN", [])
+    runtime.freeze_startup()
+    runtime.freeze_startup()
+    assert calls == ["freeze"]
+
+
 def test_a_runs_arrays_and_key_go_to_the_device_without_compiling(caplog):
     """app.prepare and app.prng_key give what jnp.asarray and jax.random.PRNGKey give, without
     the small program each of those traces and looks up for a new shape (0.1-0.2 s a run)."""

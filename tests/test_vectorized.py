@@ -359,18 +359,27 @@ def test_composer_derives_hydras_own_configs():
         )
     )
     jobs = [
-        ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
-        ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],  # derived from job 0
+        ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],  # composes optimizer=sgd alone
+        ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],  # derived from it
         ["optimizer=adam", "optimizer.lr=0.2", "seed=1"],  # another group: composed
-        ["optimizer=sgd", "seed=2", "optimizer.lr=0.3"],  # another order: composed
-        ["optimizer=sgd", "optimizer.lr=0.4", "seed=3"],
-    ]  # derived again
+        ["optimizer=sgd", "seed=2", "optimizer.lr=0.3"],  # another order: derived
+        ["optimizer=sgd", "seed=4"],  # fewer keys: lr is sgd's own, not a job's before
+        ["optimizer=sgd", "seed=5", "trainer.stop_at=1", "trainer.resume=true"],  # more keys
+        ["optimizer=sgd", "seed=6", "seed=7"],  # the last value wins, as in Hydra
+        ["optimizer=sgd", "+extra=1", "seed=8"],  # adds a key: a template of its own
+        ["optimizer=sgd", "+extra=1", "seed=9"],  # derived from that one
+    ]
     for job in jobs:
         got, full = composer.compose(job), loader.load_sweep_config(master, job)
         assert OmegaConf.to_container(got) == OmegaConf.to_container(full), job
         # the same kind of config: struct, a HydraConf node (set_config asserts it)
         assert OmegaConf.is_struct(got) and OmegaConf.is_struct(full)
         assert OmegaConf.get_type(got, "hydra") is OmegaConf.get_type(full, "hydra")
+    assert (
+        composer.compose(jobs[4]).optimizer.lr
+        == loader.load_sweep_config(master, ["optimizer=sgd"]).optimizer.lr
+        != 0.3
+    )
     assert len(composer.templates) == 3
     # a key Hydra refuses: Hydra's own error
     from hydra.errors import ConfigCompositionException

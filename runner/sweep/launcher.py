@@ -17,7 +17,6 @@ one JobReturn per job out, as Hydra's basic launcher returns them.
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 import pickle
@@ -42,10 +41,12 @@ class _Composer:
 
     Composing runs the defaults list over the YAML files every time. An override of a plain
     key (`optimizer.lr=0.1`, `seed=3`) cannot change the defaults list, so jobs that agree on
-    everything else (config groups, hydra.* settings, the set of keys they set) share a
-    template: the first such job, composed by Hydra; the others are a copy of it with their
-    values set by Hydra's own override code and their hydra.overrides / override_dirname
-    rewritten. Anything else, or any error, goes to Hydra's full composition."""
+    everything else (config groups, hydra.* settings) share a template: their other overrides,
+    composed by Hydra; each job is a copy of it with its values set by Hydra's own override
+    code (as Hydra sets them after the defaults list) and its hydra.overrides /
+    override_dirname rewritten. Jobs that add or delete keys (+key, ~key) share one only with
+    jobs that set the same keys, in the same order. Anything else, or any error, goes to
+    Hydra's full composition."""
 
     def __init__(self, launcher):
         from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -80,20 +81,41 @@ class _Composer:
         return out
 
     def compose(self, overrides: list[str]):
+        from hydra.core.override_parser.types import OverrideType
+
         try:
             parsed = self._parse(overrides)
             values = [o for o in parsed if self._is_value(o)]
-            sig = tuple((o.input_line if not self._is_value(o) else o.key_or_group) for o in parsed)
+            others = [o for o in parsed if not self._is_value(o)]
+            if all(o.type == OverrideType.CHANGE for o in others):
+                # Hydra sets plain values after composing the defaults list, in order: the
+                # template is composed without them (one for a hyperband sweep's every rung,
+                # whose later rungs add trainer.stop_at and trainer.resume), and every job sets
+                # its own
+                sig: tuple = ("without values", *(o.input_line for o in others))
+                base = [o.input_line for o in others]
+            else:  # +key / ~key apply in order with the values: a template per key set
+                sig = tuple((o.key_or_group if self._is_value(o) else o.input_line) for o in parsed)
+                base = overrides
         except Exception:  # noqa: BLE001 - Hydra reports it
             return self.loader.load_sweep_config(self.master, overrides)
         template = self.templates.get(sig)
         if template is None:
-            sc = self.loader.load_sweep_config(self.master, overrides)
-            if all(k not in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
-                # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags,
-                # types and all: OmegaConf pickles the whole node tree)
-                self.templates[sig] = pickle.dumps(sc, protocol=pickle.HIGHEST_PROTOCOL)
-            return copy.deepcopy(sc)
+            sc = self.loader.load_sweep_config(self.master, base)
+            if any(k in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
+                self.templates[sig] = False  # a "value" that picks a config: no template
+                return (
+                    sc
+                    if base is overrides
+                    else self.loader.load_sweep_config(self.master, overrides)
+                )
+            # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags, types
+            # and all: OmegaConf pickles the whole node tree)
+            template = self.templates[sig] = pickle.dumps(sc, protocol=pickle.HIGHEST_PROTOCOL)
+            if base is overrides:
+                return sc
+        elif template is False:
+            return self.loader.load_sweep_config(self.master, overrides)
         try:
             return self._derive(template, parsed, values)
         except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
@@ -370,10 +392,12 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     from hydra.core.utils import configure_log, run_job, setup_globals
     from omegaconf import open_dict
 
-    from runner import stop
-    from runner.runtime import enable_compilation_cache
+    from runner import stop, vectorized
+    from runner.runtime import enable_compilation_cache, freeze_startup
     from runner.task import task
 
+    del vectorized  # imported for JAX and the core: they are frozen with the rest of start-up
+    freeze_startup()
     setup_globals()
     config = launcher.config
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
