@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Optional, Union
@@ -633,12 +635,30 @@ def _paths_node(paths: dict) -> dict:
         if isinstance(value, (bool, list, tuple, dict)):  # str() would make a folder name of it
             raise ConfigError(f"paths.{key}={_fmt(value)}: expected a folder path")
         if isinstance(value, str) and "${" in value:
-            from omegaconf import OmegaConf
-
             try:
-                out[key] = OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=True)["v"]
+                out[key] = _resolve_path(value)
             except Exception as e:  # noqa: BLE001 - any failure to resolve is the value's
                 raise ConfigError(
                     f"paths.{key}={value!r}: cannot resolve it ({type(e).__name__})"
                 ) from None
     return out
+
+
+_ENV_VALUE = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,[^${}]*)?\}")
+_RESOLVED: dict[tuple, str] = {}
+
+
+def _resolve_path(value: str):
+    """OmegaConf's resolution of a paths.* value alone. A whole ${oc.env:NAME[,default]} is
+    kept per value and NAME's value in the environment: a sweep validates every job's config
+    (~2 ms an OmegaConf resolution, two paths a job)."""
+    from omegaconf import OmegaConf
+
+    m = _ENV_VALUE.fullmatch(value)
+    key = (value, os.environ.get(m.group(1))) if m else None
+    if key is not None and key in _RESOLVED:
+        return _RESOLVED[key]
+    resolved = OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=True)["v"]
+    if key is not None:
+        _RESOLVED[key] = resolved
+    return resolved

@@ -499,3 +499,11 @@ def test_a_saved_config_read_as_text_resolves_its_paths(tmp_path, monkeypatch):
     assert validate(node).paths.jax_cache == str(tmp_path / "jax")
     with pytest.raises(ConfigError, match=r"^paths.cache='\$\{nope:x\}': cannot resolve it"):
         validate({"paths": {"cache": "${nope:x}"}})
+    # resolutions are kept per value and the variable's value: a changed environment counts
+    value = node["paths"]["jax_cache"]
+    monkeypatch.setenv("RUNNER_JAX_CACHE", str(tmp_path / "other"))
+    assert validate({"paths": {"jax_cache": value}}).paths.jax_cache == str(tmp_path / "other")
+    monkeypatch.delenv("RUNNER_JAX_CACHE")
+    default = OmegaConf.to_container(OmegaConf.create({"v": value}), resolve=True)["v"]
+    assert validate({"paths": {"jax_cache": value}}).paths.jax_cache == default
+    assert "$" not in default

@@ -347,7 +347,7 @@ def test_composer_derives_hydras_own_configs():
     from omegaconf import OmegaConf
 
     from runner.help import conf_dir
-    from runner.sweep.launcher import _Composer
+    from runner.sweep.launcher import _Composer, _task_config
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
     master = loader.load_configuration(
@@ -370,11 +370,15 @@ def test_composer_derives_hydras_own_configs():
         ["optimizer=sgd", "+extra=1", "seed=9"],  # derived from that one
     ]
     for job in jobs:
-        got, full = composer.compose(job), loader.load_sweep_config(master, job)
+        (got, task), full = composer.compose_job(job), loader.load_sweep_config(master, job)
         assert OmegaConf.to_container(got) == OmegaConf.to_container(full), job
         # the same kind of config: struct, a HydraConf node (set_config asserts it)
         assert OmegaConf.is_struct(got) and OmegaConf.is_struct(full)
         assert OmegaConf.get_type(got, "hydra") is OmegaConf.get_type(full, "hydra")
+        # the task config, derived from the template's: what run_job hands the task
+        want = _task_config(full)
+        assert OmegaConf.to_container(task) == OmegaConf.to_container(want), job
+        assert OmegaConf.is_struct(task) and "hydra" not in task
     assert (
         composer.compose(jobs[4]).optimizer.lr
         == loader.load_sweep_config(master, ["optimizer=sgd"]).optimizer.lr
@@ -386,6 +390,29 @@ def test_composer_derives_hydras_own_configs():
 
     with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
         composer.compose(["optimizer=sgd", "optimizer.lrr=0.5", "seed=3"])
+
+
+def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
+    """launcher._plain: one conversion of a job's task config serves runner.config.validate and
+    config.yaml (the same Config, the same bytes as OmegaConf.to_yaml), where its only
+    interpolations are whole ${oc.env:...} paths; anything else: None (the config itself)."""
+    from omegaconf import OmegaConf, open_dict
+
+    from runner.config import validate
+    from runner.fastyaml import dump_container
+    from runner.sweep.launcher import _plain
+
+    tc = compose(["data=iris", "optimizer=sgd", "optimizer.lr=0.05", "seed=3"])
+    assert "${oc.env:" in OmegaConf.to_container(tc, resolve=False)["paths"]["cache"]
+    plain = _plain(tc)
+    assert plain is not None
+    assert dump_container(plain) == OmegaConf.to_yaml(tc)
+    assert validate(plain) == validate(tc)
+    for key, value in (("trainer.epochs", "${seed}"), ("paths.cache", "${paths.outputs}/c")):
+        other = tc.copy()
+        with open_dict(other):
+            OmegaConf.update(other, key, value)
+        assert _plain(other) is None, key
 
 
 def test_adam_members_without_batch_norm_equal_their_runs_alone():
