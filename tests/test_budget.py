@@ -271,7 +271,8 @@ def test_the_vmap_launcher_keeps_and_continues_its_members_checkpoints(tmp_path,
 
     from runner.checkpoint import read_checkpoint
     from runner.core import train
-    from runner.sweep.launcher import _plan, _task_config, _train_group
+    from runner.sweep.compose import task_config
+    from runner.sweep.launcher import _plan, _train_group
 
     def jobs(seeds, *overrides):
         out = []
@@ -284,11 +285,11 @@ def test_the_vmap_launcher_keeps_and_continues_its_members_checkpoints(tmp_path,
         return out
 
     def train_group(group, configs):  # {job: Result}
-        trained = _train_group(group, configs, [_task_config(sc) for sc in configs])
+        trained = _train_group(group, configs, [task_config(sc) for sc in configs])
         return {i: result for i, (_, result) in trained.items()}
 
     first = jobs([0, 1, 2], "trainer.stop_at=2")
-    (group,) = _plan([_task_config(sc) for sc in first], 64)
+    (group,) = _plan([task_config(sc) for sc in first], 64)
     assert group[3] == 4  # 3 budgeted members: padded to 4
     assert {i: r.status for i, r in train_group(group, first).items()} == dict.fromkeys(
         range(3), "pruned"
@@ -298,7 +299,7 @@ def test_the_vmap_launcher_keeps_and_continues_its_members_checkpoints(tmp_path,
     # survivors of another count (2 continued, 2 new) share the first group's programs
     compiles = train.PROGRAMS.stats.compiles
     later = jobs([0, 2, 7, 8], "trainer.stop_at=4", "trainer.resume=true")
-    out = train_group(_plan([_task_config(sc) for sc in later], 64)[0], later)
+    out = train_group(_plan([task_config(sc) for sc in later], 64)[0], later)
     assert train.PROGRAMS.stats.compiles == compiles
     assert [out[i].metrics.get("resumed_from_epoch") for i in range(4)] == [2, 2, None, None]
     assert [len(out[i].history) for i in range(4)] == [4, 4, 4, 4]

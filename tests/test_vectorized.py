@@ -291,7 +291,7 @@ def test_vmap_launcher_sweep_writes_every_job_as_if_it_ran_alone(tmp_path):
         assert v[key] == pytest.approx(a[key], rel=2e-5, abs=1e-6), key
     assert wait_for_plots(alone, timeout=120) is None  # drawn after the prompt came back
     assert (alone / "curves.png").is_file()  # a single run still draws its plot
-    # job 3's config was derived from job 0's (runner.sweep.launcher._Composer), not composed from
+    # job 3's config was derived from job 0's (runner.sweep.compose.Composer), not composed from
     # the YAML files: it is the config Hydra composes for those overrides
     assert (d / "3" / ".hydra" / "config.yaml").read_text() == (
         alone / ".hydra" / "config.yaml"
@@ -337,7 +337,7 @@ def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
 
 
 def test_composer_derives_hydras_own_configs():
-    """runner.sweep.launcher._Composer: jobs that differ only in plain values are copies of one
+    """runner.sweep.compose.Composer: jobs that differ only in plain values are copies of one
     composed template with the values set; the result equals Hydra's full composition."""
     import types
 
@@ -347,13 +347,13 @@ def test_composer_derives_hydras_own_configs():
     from omegaconf import OmegaConf
 
     from runner.help import conf_dir
-    from runner.sweep.launcher import _Composer, _task_config
+    from runner.sweep.compose import Composer, task_config
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
     master = loader.load_configuration(
         config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
     )
-    composer = _Composer(
+    composer = Composer(
         types.SimpleNamespace(
             config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
         )
@@ -376,7 +376,7 @@ def test_composer_derives_hydras_own_configs():
         assert OmegaConf.is_struct(got) and OmegaConf.is_struct(full)
         assert OmegaConf.get_type(got, "hydra") is OmegaConf.get_type(full, "hydra")
         # the task config, derived from the template's: what run_job hands the task
-        want = _task_config(full)
+        want = task_config(full)
         assert OmegaConf.to_container(task) == OmegaConf.to_container(want), job
         assert OmegaConf.is_struct(task) and "hydra" not in task
     assert (
@@ -393,18 +393,18 @@ def test_composer_derives_hydras_own_configs():
 
 
 def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
-    """launcher._plain: one conversion of a job's task config serves runner.config.validate and
+    """compose.as_plain: one conversion of a job's task config serves runner.config.validate and
     config.yaml (the same Config, the same bytes as OmegaConf.to_yaml), where its only
     interpolations are whole ${oc.env:...} paths; anything else: None (the config itself)."""
     from omegaconf import OmegaConf, open_dict
 
     from runner.config import validate
     from runner.fastyaml import dump_container
-    from runner.sweep.launcher import _plain
+    from runner.sweep.compose import as_plain
 
     tc = compose(["data=iris", "optimizer=sgd", "optimizer.lr=0.05", "seed=3"])
     assert "${oc.env:" in OmegaConf.to_container(tc, resolve=False)["paths"]["cache"]
-    plain = _plain(tc)
+    plain = as_plain(tc)
     assert plain is not None
     assert dump_container(plain) == OmegaConf.to_yaml(tc)
     assert validate(plain) == validate(tc)
@@ -412,7 +412,7 @@ def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
         other = tc.copy()
         with open_dict(other):
             OmegaConf.update(other, key, value)
-        assert _plain(other) is None, key
+        assert as_plain(other) is None, key
 
 
 def test_adam_members_without_batch_norm_equal_their_runs_alone():
@@ -538,6 +538,7 @@ def test_write_job_does_what_hydras_run_job_does(tmp_path):
     from runner.datasets import cache_in
     from runner.help import conf_dir
     from runner.sweep import launcher as L
+    from runner.sweep.compose import task_config
 
     setup_globals()
     before = HydraConfig.instance().cfg
@@ -552,7 +553,7 @@ def test_write_job_does_what_hydras_run_job_does(tmp_path):
         with open_dict(sc):
             sc.hydra.job.num = sc.hydra.job.id = num
             sc.hydra.mode = RunMode.MULTIRUN  # as Hydra's multirun sets it
-    task_cfgs = [L._task_config(sc) for sc in configs]
+    task_cfgs = [task_config(sc) for sc in configs]
     cfg = validate(task_cfgs[0])
     with cache_in(cfg.paths):
         result = app.run(cfg, load_dataset(cfg.data))

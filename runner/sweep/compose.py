@@ -1,0 +1,168 @@
+"""A sweep's job configs, composed the way Hydra's `config_loader.load_sweep_config` composes
+them, at a fraction of the cost (`Composer`), and what the vmap launcher derives from each:
+the task config the task function receives (`task_config`) and, where it can stand in for it,
+the same as plain data (`as_plain`). runner.sweep.launcher uses them; docs/performance.md says
+what each saves."""
+
+from __future__ import annotations
+
+import pickle
+import re
+
+_ENV_ONLY = re.compile(r"\$\{oc\.env:[^${}]*\}")
+
+
+def as_plain(task_cfg):
+    """The task config as plain data (OmegaConf.to_container, unresolved), when its only
+    interpolations are whole paths.* values of the form ${oc.env:...} (conf/paths', which
+    runner.config.validate resolves alone): validate gives the same Config from it, and
+    config.yaml is its YAML, so one conversion serves both. None otherwise."""
+    from omegaconf import OmegaConf
+
+    container = OmegaConf.to_container(task_cfg, resolve=False, enum_to_str=True)
+    paths = container.get("paths")
+    stack = [v for k, v in container.items() if k != "paths"]
+    if isinstance(paths, dict):
+        stack += [v for v in paths.values() if not (isinstance(v, str) and _ENV_ONLY.fullmatch(v))]
+    else:
+        stack.append(paths)
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str) and "${" in v:
+            return None
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return container
+
+
+def task_config(sweep_config):
+    """The job's config without its hydra node: what the task function receives (struct, as
+    Hydra's run_job gives it)."""
+    from omegaconf import OmegaConf
+
+    # masked_copy, not a deepcopy of the whole thing: the hydra node is most of a job's config
+    task_cfg = OmegaConf.masked_copy(sweep_config, [k for k in sweep_config if k != "hydra"])
+    OmegaConf.set_struct(task_cfg, bool(OmegaConf.is_struct(sweep_config)))
+    return task_cfg
+
+
+class Composer:
+    """Each job's config, as Hydra's `config_loader.load_sweep_config` composes it.
+
+    Composing runs the defaults list over the YAML files every time. An override of a plain
+    key (`optimizer.lr=0.1`, `seed=3`) cannot change the defaults list, so jobs that agree on
+    everything else (config groups, hydra.* settings) share a template: their other overrides,
+    composed by Hydra; each job is a copy of it with its values set by Hydra's own override
+    code (as Hydra sets them after the defaults list) and its hydra.overrides /
+    override_dirname rewritten. Jobs that add or delete keys (+key, ~key) share one only with
+    jobs that set the same keys, in the same order. Anything else, or any error, goes to
+    Hydra's full composition."""
+
+    def __init__(self, launcher):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        self.loader = launcher.hydra_context.config_loader
+        self.master = launcher.config
+        self.parser = OverridesParser.create()
+        self.groups = set(self.master.hydra.runtime.choices.keys())
+        # override signature -> (the pickled composed config, its task config); False: none
+        self.templates: dict = {}
+        self.parsed: dict = {}  # override line -> Hydra's Override
+
+    def _is_value(self, o) -> bool:
+        from hydra.core.override_parser.types import OverrideType
+
+        key = o.key_or_group
+        return (
+            o.type == OverrideType.CHANGE
+            and o.package is None
+            and not o.is_hydra_override()
+            and "/" not in key
+            and key not in self.groups
+        )
+
+    def _parse(self, overrides: list[str]) -> list:
+        """Hydra's parse of each override, kept: a sweep's jobs repeat most of theirs."""
+        out = []
+        for line in overrides:
+            o = self.parsed.get(line)
+            if o is None:
+                o = self.parsed[line] = self.parser.parse_overrides([line])[0]
+            out.append(o)
+        return out
+
+    def compose(self, overrides: list[str]):
+        return self.compose_job(overrides)[0]
+
+    def compose_job(self, overrides: list[str]):
+        """(the job's config, its task_config): a derived job's task config is derived from
+        the template's too, not copied out of the job's config (masked_copy: ~2 ms a job)."""
+        sc = self._compose(overrides)
+        if isinstance(sc, tuple):
+            return sc
+        return sc, task_config(sc)
+
+    def _compose(self, overrides: list[str]):
+        from hydra.core.override_parser.types import OverrideType
+
+        try:
+            parsed = self._parse(overrides)
+            values = [o for o in parsed if self._is_value(o)]
+            others = [o for o in parsed if not self._is_value(o)]
+            if all(o.type == OverrideType.CHANGE for o in others):
+                # Hydra sets plain values after composing the defaults list, in order: the
+                # template is composed without them (one for a hyperband sweep's every rung,
+                # whose later rungs add trainer.stop_at and trainer.resume), and every job sets
+                # its own
+                sig: tuple = ("without values", *(o.input_line for o in others))
+                base = [o.input_line for o in others]
+            else:  # +key / ~key apply in order with the values: a template per key set
+                sig = tuple((o.key_or_group if self._is_value(o) else o.input_line) for o in parsed)
+                base = overrides
+        except Exception:  # noqa: BLE001 - Hydra reports it
+            return self.loader.load_sweep_config(self.master, overrides)
+        template = self.templates.get(sig)
+        if template is None:
+            sc = self.loader.load_sweep_config(self.master, base)
+            if any(k in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
+                self.templates[sig] = False  # a "value" that picks a config: no template
+                return (
+                    sc
+                    if base is overrides
+                    else self.loader.load_sweep_config(self.master, overrides)
+                )
+            # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags, types
+            # and all: OmegaConf pickles the whole node tree)
+            template = self.templates[sig] = tuple(
+                pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_config(sc))
+            )
+            if base is overrides:
+                return sc
+        elif template is False:
+            return self.loader.load_sweep_config(self.master, overrides)
+        try:
+            return self._derive(template, parsed, values)
+        except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
+            return self.loader.load_sweep_config(self.master, overrides)
+
+    def _derive(self, template, parsed, values):
+        from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+        from omegaconf import OmegaConf, open_dict
+
+        sc, task_cfg = (pickle.loads(t) for t in template)
+        ConfigLoaderImpl._apply_overrides_to_config(values, sc)
+        ConfigLoaderImpl._apply_overrides_to_config(values, task_cfg)
+        app = [o for o in parsed if not o.is_hydra_override()]
+        dirname = sc.hydra.job.config.override_dirname
+        with open_dict(sc.hydra):
+            sc.hydra.overrides.task = [o.input_line for o in app]
+            sc.hydra.job.override_dirname = get_overrides_dirname(
+                overrides=app,
+                kv_sep=dirname.kv_sep,
+                item_sep=dirname.item_sep,
+                exclude_keys=dirname.exclude_keys,
+            )
+        OmegaConf.copy_cache(from_config=self.master, to_config=sc)
+        return sc, task_cfg
