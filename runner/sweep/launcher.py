@@ -306,8 +306,8 @@ def launch(launcher, job_overrides, initial_job_idx: int):
             sc.hydra.job.num = num
         configs.append(sc)
         task_cfgs.append(task_cfg)
-        if len(job_overrides) >= 2:
-            # written now, before validate sees the data
+        if len(job_overrides) >= 2:  # for _plan's validate and, as YAML, config.yaml (the
+            # text is made first: validate only reads the data, but it is not its to keep)
             plain.append(as_plain(task_cfg))
             texts.append(None if plain[-1] is None else dump_container(plain[-1]))
     plan = _plan(task_cfgs, launcher.max_members, plain) if len(configs) >= 2 else []
