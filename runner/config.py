@@ -644,7 +644,8 @@ def _paths_node(paths: dict) -> dict:
     return out
 
 
-_ENV_VALUE = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,[^${}]*)?\}")
+# A whole ${oc.env:NAME[,default]} paths.* value (conf/paths'): resolved alone, and kept
+ENV_PATH = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,[^${}]*)?\}")
 _RESOLVED: dict[tuple, str] = {}
 
 
@@ -654,7 +655,7 @@ def _resolve_path(value: str):
     (~2 ms an OmegaConf resolution, two paths a job)."""
     from omegaconf import OmegaConf
 
-    m = _ENV_VALUE.fullmatch(value)
+    m = ENV_PATH.fullmatch(value)
     key = (value, os.environ.get(m.group(1))) if m else None
     if key is not None and key in _RESOLVED:
         return _RESOLVED[key]

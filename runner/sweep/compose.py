@@ -7,9 +7,6 @@ what each saves."""
 from __future__ import annotations
 
 import pickle
-import re
-
-_ENV_ONLY = re.compile(r"\$\{oc\.env:[^${}]*\}")
 
 
 def as_plain(task_cfg):
@@ -19,11 +16,13 @@ def as_plain(task_cfg):
     config.yaml is its YAML, so one conversion serves both. None otherwise."""
     from omegaconf import OmegaConf
 
+    from runner.config import ENV_PATH
+
     container = OmegaConf.to_container(task_cfg, resolve=False, enum_to_str=True)
     paths = container.get("paths")
     stack = [v for k, v in container.items() if k != "paths"]
     if isinstance(paths, dict):
-        stack += [v for v in paths.values() if not (isinstance(v, str) and _ENV_ONLY.fullmatch(v))]
+        stack += [v for v in paths.values() if not (isinstance(v, str) and ENV_PATH.fullmatch(v))]
     else:
         stack.append(paths)
     while stack:
@@ -99,12 +98,6 @@ class Composer:
     def compose_job(self, overrides: list[str]):
         """(the job's config, its task_config): a derived job's task config is derived from
         the template's too, not copied out of the job's config (masked_copy: ~2 ms a job)."""
-        sc = self._compose(overrides)
-        if isinstance(sc, tuple):
-            return sc
-        return sc, task_config(sc)
-
-    def _compose(self, overrides: list[str]):
         from hydra.core.override_parser.types import OverrideType
 
         try:
@@ -122,30 +115,31 @@ class Composer:
                 sig = tuple((o.key_or_group if self._is_value(o) else o.input_line) for o in parsed)
                 base = overrides
         except Exception:  # noqa: BLE001 - Hydra reports it
-            return self.loader.load_sweep_config(self.master, overrides)
+            return self._hydra(overrides)
         template = self.templates.get(sig)
         if template is None:
-            sc = self.loader.load_sweep_config(self.master, base)
+            sc, task_cfg = self._hydra(base)
             if any(k in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
                 self.templates[sig] = False  # a "value" that picks a config: no template
-                return (
-                    sc
-                    if base is overrides
-                    else self.loader.load_sweep_config(self.master, overrides)
-                )
+                return (sc, task_cfg) if base is overrides else self._hydra(overrides)
             # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags, types
             # and all: OmegaConf pickles the whole node tree)
             template = self.templates[sig] = tuple(
-                pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_config(sc))
+                pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_cfg)
             )
             if base is overrides:
-                return sc
+                return sc, task_cfg
         elif template is False:
-            return self.loader.load_sweep_config(self.master, overrides)
+            return self._hydra(overrides)
         try:
             return self._derive(template, parsed, values)
         except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
-            return self.loader.load_sweep_config(self.master, overrides)
+            return self._hydra(overrides)
+
+    def _hydra(self, overrides: list[str]):
+        """(config, task config) by Hydra's full composition (which reports bad input)."""
+        sc = self.loader.load_sweep_config(self.master, overrides)
+        return sc, task_config(sc)
 
     def _derive(self, template, parsed, values):
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
