@@ -16,7 +16,6 @@ directory as if it had trained alone.
 from __future__ import annotations
 
 import time
-from functools import lru_cache, partial
 
 import jax
 import numpy as np
@@ -58,22 +57,15 @@ def group_key(cfg: Config, ds: Dataset):
 
 def state_bytes(cfg: Config, ds: Dataset) -> int:
     """Bytes of one run's training state (parameters, batch-norm statistics, optimizer state),
-    from shapes alone: nothing is computed or compiled."""
+    counted in pure Python from the config (runner.memory; tests/test_bad_input.py checks the
+    count against jax.eval_shape of the real state). Tracing the model's initialisation for it
+    cost a sweep ~0.2 s of its planning, flax's import included."""
+    from runner import memory
+
     spec = make_spec(cfg, ds)
-    sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
-    hp = {k: sds(v) for k, v in make_hparams(cfg, spec).items()}
-    data = {k: sds(v[:1]) for k, v in ds.arrays().items()}
-    return _state_bytes(spec, tuple(sorted(hp.items())), tuple(sorted(data.items())))
-
-
-@lru_cache(maxsize=64)
-def _state_bytes(spec, hp: tuple, data: tuple) -> int:
-    # kept: eval_shape traces the model's initialisation (~0.1 s), and a sweep's every launch
-    # (a hyperband rung) plans its groups again
-    state = jax.eval_shape(
-        partial(train.init_state, spec), dict(hp), jax.ShapeDtypeStruct((2,), np.uint32), dict(data)
+    return memory.state_bytes(
+        spec.model, spec.input_shape, cfg.optimizer.name, cfg.optimizer.centered
     )
-    return int(sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(state)))
 
 
 def group_size(cfg: Config, ds: Dataset, max_members: int) -> int:
@@ -218,9 +210,10 @@ def fit_group(
     # has its own in its checkpoint's bookkeeping, so an all-continued group needs none.
     fresh = any(r is None for r in resumes)
     initial_all = jax.device_get(eval_exe(states, data, hps)) if fresh else {}
-    one = jax.tree_util.tree_map(lambda a: a[0], states.params)
-    names = diag.layer_names(one)
-    n_params = int(sum(np.size(p) for p in jax.tree_util.tree_leaves(one)))
+    # From the stacked shapes: slicing member 0 out of device arrays would dispatch (and
+    # compile, once per shape) a gather per leaf, ~0.15 s of a sweep's first group.
+    names = diag.layer_names(states.params)
+    n_params = int(sum(np.prod(np.shape(p)[1:]) for p in jax.tree_util.tree_leaves(states.params)))
     trackers = []
     for i, c in enumerate(cfgs):
         if resumes[i] is not None:  # its bookkeeping so far, as app.fit's resume

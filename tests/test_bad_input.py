@@ -209,13 +209,29 @@ def _spec(overrides):
 def test_memory_estimate_matches_the_real_training_state(overrides):
     """runner.memory counts in pure Python what jax.eval_shape of train.init_state allocates
     (which adds only the RNG key, the step and the optimizer's step counts)."""
+    from functools import partial
+
+    import jax
+    import numpy as np
+
     from runner import memory, vectorized
+    from runner.core import train
+    from runner.core.spec import make_hparams
 
     cfg, ds, spec = _spec(overrides)
     est = memory.state_bytes(
         spec.model, spec.input_shape, cfg.optimizer.name, cfg.optimizer.centered
     )
-    assert 0 <= vectorized.state_bytes(cfg, ds) - est <= 32
+    sds = lambda a: jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype)
+    state = jax.eval_shape(
+        partial(train.init_state, spec),
+        {k: sds(v) for k, v in make_hparams(cfg, spec).items()},
+        jax.ShapeDtypeStruct((2,), np.uint32),
+        {k: sds(v[:1]) for k, v in ds.arrays().items()},
+    )
+    real = sum(np.prod(a.shape) * a.dtype.itemsize for a in jax.tree_util.tree_leaves(state))
+    assert 0 <= real - est <= 32
+    assert vectorized.state_bytes(cfg, ds) == est  # what a sweep plans its groups with
 
 
 @pytest.mark.parametrize(
