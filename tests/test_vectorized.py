@@ -392,6 +392,48 @@ def test_composer_derives_hydras_own_configs():
         composer.compose(["optimizer=sgd", "optimizer.lrr=0.5", "seed=3"])
 
 
+def test_a_sweeps_check_of_its_first_trial_composes_the_template_its_launches_use():
+    """The sweep composes its first trial before anything trains (a typo fails in one line);
+    with the vmap launcher it does so through the launcher's Composer (compose.composer_of),
+    so the launches derive their jobs from that template instead of composing it again."""
+    import types
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+
+    from hydra_plugins.runner_launcher.vmap_launcher import VmapLauncher
+    from runner.help import conf_dir
+    from runner.sweep.compose import composer_of
+    from runner.sweep.run import Sweep
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(
+        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
+    )
+    context = types.SimpleNamespace(config_loader=loader, callbacks=None)
+    launcher = VmapLauncher()
+    launcher.setup(hydra_context=context, task_function=None, config=master)
+    sweep = Sweep.__new__(Sweep)
+    sweep.launcher, sweep.config, sweep.hydra_context = launcher, master, context
+    calls = []
+    full = loader.load_sweep_config
+    loader.load_sweep_config = lambda *a, **k: calls.append(a[1]) or full(*a, **k)
+    sweep._compose_trial(["optimizer=sgd", "optimizer.lr=0.1", "seed=0"])
+    composer = composer_of(launcher)
+    assert calls == [["optimizer=sgd"]] and len(composer.templates) == 1  # without its values
+    assert composer_of(launcher) is composer  # what launch() uses
+    sc, _ = composer.compose_job(["optimizer=sgd", "optimizer.lr=0.2", "seed=1"])
+    assert calls == [["optimizer=sgd"]] and sc.optimizer.lr == 0.2  # derived: no composition
+    with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
+        sweep._compose_trial(["optimizer=sgd", "optimizer.lrr=0.5"])
+    # another launcher (basic, or a config of its own): Hydra composes the trial itself
+    sweep.launcher = types.SimpleNamespace(config=master)
+    sweep._compose_trial(["optimizer=adam", "seed=2"])
+    assert calls[-1] == ["optimizer=adam", "seed=2"]
+
+
 def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
     """compose.as_plain: one conversion of a job's task config serves runner.config.validate and
     config.yaml (the same Config, the same bytes as OmegaConf.to_yaml), where its only

@@ -21,7 +21,7 @@ import functools
 import logging
 from pathlib import Path
 
-from runner.sweep.compose import Composer, as_plain
+from runner.sweep.compose import as_plain, composer_of
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,13 @@ def _job_dir(sc) -> Path:
     return Path(str(sc.hydra.sweep.dir)) / str(sc.hydra.sweep.subdir)
 
 
-def _open_folders(idx, configs, task_cfgs, texts=None) -> list:
+def _open_folders(idx, configs, task_cfgs, texts=None, dirs=None) -> list:
     """Each member's run folder while its group trains: .hydra/config.yaml and overrides.yaml
     as run_job writes them, and a `running` metrics.json (with a heartbeat, the epochs so far
     and curves.csv: runner.runjob.Keeper), so that `runner compare` shows the group's
     progress and a reader can tell a live group from a killed one. texts: each job's
-    config.yaml where known already (None: from task_cfgs)."""
+    config.yaml where known already (None: from task_cfgs); dirs: each job's _job_dir, where
+    known already."""
     from runner import rundir
     from runner.fastyaml import dump_yaml
     from runner.runjob import Keeper
@@ -98,7 +99,7 @@ def _open_folders(idx, configs, task_cfgs, texts=None) -> list:
     keepers = []
     for i in idx:
         sc = configs[i]
-        d = _job_dir(sc)
+        d = dirs[i] if dirs else _job_dir(sc)
         (d / ".hydra").mkdir(parents=True, exist_ok=True)
         # Final already, what run_job writes (OmegaConf.to_yaml, emitted by libyaml: byte for
         # byte the same for runner's configs, tested): _write_job adds hydra.yaml (where a group
@@ -111,7 +112,7 @@ def _open_folders(idx, configs, task_cfgs, texts=None) -> list:
     return keepers
 
 
-def _train_group(group, configs, task_cfgs, texts=None) -> dict:
+def _train_group(group, configs, task_cfgs, texts=None, dirs=None) -> dict:
     """{job index: (its validated Config, its Result)} for one planned group; empty if the
     group fails to build or train (its jobs then run one by one and each reports what went
     wrong)."""
@@ -120,6 +121,7 @@ def _train_group(group, configs, task_cfgs, texts=None) -> dict:
     from runner.shell import describe
 
     idx, cfgs, ds, pad_to = group
+    dirs = dirs or [_job_dir(sc) for sc in configs]
     nums = [int(configs[i].hydra.job.num) for i in idx]
     label = (
         f"jobs {nums[0]}-{nums[-1]}"
@@ -130,15 +132,14 @@ def _train_group(group, configs, task_cfgs, texts=None) -> dict:
         from runner.runjob import continuation
 
         resumes = [
-            continuation(_job_dir(configs[i]), c) if c.trainer.resume else None
-            for i, c in zip(idx, cfgs)
+            continuation(dirs[i], c) if c.trainer.resume else None for i, c in zip(idx, cfgs)
         ]
     except Exception as e:  # noqa: BLE001 - each job alone reports its own error
         log.warning("%s: not vectorised (%s); running them one by one", label, describe(e))
         return {}
     done = [r.meta["tracker"]["history"] if r else [] for r in resumes]
     epochs = max((c.trainer.stop_at or c.trainer.epochs) - len(d) for c, d in zip(cfgs, done))
-    keepers = _open_folders(idx, configs, task_cfgs, texts)
+    keepers = _open_folders(idx, configs, task_cfgs, texts, dirs)
     with Display(
         epochs, enabled=cfgs[0].trainer.progress, title=f"{label} (vmap x{len(idx)})"
     ) as display:
@@ -202,13 +203,13 @@ def _hydra_view(sc):
     return view
 
 
-def _write_job(launcher, sc, task_cfg, cfg, result):
+def _write_job(launcher, sc, task_cfg, cfg, result, job_dir=None):
     """Hydra's run_job (hydra.core.utils) for a job its group trained: the same HydraConfig,
     files, callbacks and JobReturn, without its two deep copies of the config, its second
     set_config, set_config's copy of the hydra node (_hydra_view), and with hydra.yaml emitted
     by libyaml (fastyaml.dump_yaml). config.yaml and
     overrides.yaml are on disk already (_open_folders). ~15 ms a job against ~60 ms
-    (docs/performance.md)."""
+    (docs/performance.md). job_dir: its _job_dir, where known already."""
     import os
 
     from hydra.core.hydra_config import HydraConfig
@@ -220,7 +221,7 @@ def _write_job(launcher, sc, task_cfg, cfg, result):
     from runner.task import task
 
     before = HydraConfig.instance().cfg
-    out = os.path.abspath(str(_job_dir(sc)))
+    out = os.path.abspath(str(job_dir or _job_dir(sc)))
     with read_write(sc.hydra.runtime), open_dict(sc.hydra.runtime):
         sc.hydra.runtime.output_dir = out
     hydra_cfg = HydraConfig.instance().cfg = _hydra_view(sc)
@@ -291,13 +292,9 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     sweep_dir = Path(str(config.hydra.sweep.dir))
     sweep_dir.mkdir(parents=True, exist_ok=True)
     configs, task_cfgs = [], []
-    # One composer for all of a sweep's launches: a hyperband rung's jobs derive from the
-    # template its first rung composed (~0.3 s a full composition).
-    composer = getattr(launcher, "_runner_composer", None)
-    if composer is None or composer.master is not config:
-        composer = Composer(launcher)
-        launcher._runner_composer = composer
+    composer = composer_of(launcher)
     plain, texts = [], []  # each task config as plain data and its config.yaml, or None
+    dirs = []  # each job's folder: resolving hydra.sweep.subdir costs ~0.7 ms a time
     for i, overrides in enumerate(job_overrides):
         num, overrides = _own_number(config, list(overrides), initial_job_idx + i)
         sc, task_cfg = composer.compose_job(overrides)
@@ -306,6 +303,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
             sc.hydra.job.num = num
         configs.append(sc)
         task_cfgs.append(task_cfg)
+        dirs.append(_job_dir(sc))
         if len(job_overrides) >= 2:  # for _plan's validate and, as YAML, config.yaml (the
             # text is made first: validate only reads the data, but it is not its to keep)
             plain.append(as_plain(task_cfg))
@@ -315,7 +313,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
 
     def run(i, trained=None):
         if trained and _lean(configs[i]):
-            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained)
+            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained, dirs[i])
             return
         fn = functools.partial(task, result=trained[1]) if trained else launcher.task_function
         returns[i] = run_job(
@@ -332,7 +330,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     for group in plan:
         if stop.requested():
             break
-        for i, trained in sorted(_train_group(group, configs, task_cfgs, texts).items()):
+        for i, trained in sorted(_train_group(group, configs, task_cfgs, texts, dirs).items()):
             run(i, trained)
     for i in range(len(configs)):
         if returns[i] is None and not stop.requested():

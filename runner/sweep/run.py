@@ -339,10 +339,20 @@ class Sweep(Rungs):
                 if not _numeric(v):
                     pairs.add((k, v))
             if pairs - self._checked or not self._checked_any:
-                self.hydra_context.config_loader.load_sweep_config(
-                    self.config, list(t["overrides"])
-                )
+                self._compose_trial(list(t["overrides"]))
                 self._note_checked(t["overrides"])
+
+    def _compose_trial(self, overrides: list[str]) -> None:
+        """Compose a trial's config as its launch will (Hydra's error for bad input): with the
+        vmap launcher through its Composer, whose template the launches then derive from
+        instead of composing it again (~0.2 s)."""
+        launcher = self.launcher
+        if type(launcher).__name__ == "VmapLauncher" and launcher.config is self.config:
+            from runner.sweep.compose import composer_of
+
+            composer_of(launcher).compose_job(overrides)
+        else:
+            self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
 
     def _plan_json(self) -> dict:
         keep = ("n_trials", "seed", "top_k", "n_startup_trials")
