@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 
 import jax
@@ -13,7 +14,13 @@ import pytest
 from conftest import TINY, compose
 
 from runner import app, stop
-from runner.checkpoint import CheckpointError, read_checkpoint, restore_tree, save_checkpoint
+from runner.checkpoint import (
+    CheckpointError,
+    forget_kept,
+    read_checkpoint,
+    restore_tree,
+    save_checkpoint,
+)
 from runner.config import validate
 from runner.data import load_dataset
 
@@ -64,7 +71,8 @@ def _same(a, b) -> None:
 def _resume_from(tmp_path, saved_entry):
     state, best, meta = saved_entry
     path = tmp_path / "checkpoint.npz"
-    save_checkpoint(path, state, best, meta)  # through the file, as `runner resume` reads it
+    save_checkpoint(path, state, best, meta)
+    forget_kept()  # through the file, as `runner resume` (another process) reads it
     arrays, meta = read_checkpoint(path)
     return app.Resume(arrays=arrays, meta=meta, path=path)
 
@@ -150,6 +158,41 @@ def test_damaged_checkpoint_is_one_clear_error(tmp_path):
         read_checkpoint(bad)
     with pytest.raises(CheckpointError, match="no such file"):
         read_checkpoint(tmp_path / "missing.npz")
+
+
+def test_a_checkpoint_this_process_wrote_is_read_back_from_memory_while_the_file_is_it(tmp_path):
+    """A hyperband rung continues the checkpoints the rung before it saved: read_checkpoint
+    gives this process's own copy (read-only, the same arrays and meta as the file's) while
+    the file is the one it wrote, and the file again once it changed or went."""
+    from runner import checkpoint
+
+    path = tmp_path / "checkpoint.npz"
+    tree = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32)}
+    save_checkpoint(path, tree, {"params": {"w": tree["w"]}}, {"epoch": 3, "tracker": {"h": [1]}})
+    kept, kept_meta = read_checkpoint(path)
+    assert all(not a.flags.writeable for a in kept.values())
+    with pytest.raises(ValueError):
+        kept["state['w']"][0, 0] = 7.0
+    kept_meta["epoch"] = 99  # the caller's own meta: the next read is not changed by it
+    forget_kept()
+    disk, disk_meta = read_checkpoint(path)
+    assert disk_meta == {"version": 1, "epoch": 3, "tracker": {"h": [1]}}
+    assert read_checkpoint(path)[1] == disk_meta and set(kept) == set(disk)
+    assert all(np.array_equal(kept[k], disk[k]) and kept[k].dtype == disk[k].dtype for k in disk)
+    # kept again by the next save; another writer's file (a new inode) is read from disk
+    save_checkpoint(path, tree, None, {"epoch": 4})
+    assert read_checkpoint(path)[1]["epoch"] == 4 and os.path.abspath(path) in checkpoint._KEPT
+    other = tmp_path / "other.npz"
+    save_checkpoint(other, {"w": np.ones(2, np.float32)}, None, {"epoch": 8})
+    os.replace(other, path)
+    assert read_checkpoint(path)[1]["epoch"] == 8
+    assert read_checkpoint(path)[0]["state['w']"].tolist() == [1.0, 1.0]
+    path.write_bytes(b"PK\x03\x04 damaged")  # damaged after it was written: the file's error
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        read_checkpoint(path)
+    path.unlink()
+    with pytest.raises(CheckpointError, match="no such file"):
+        read_checkpoint(path)
 
 
 def test_restore_maps_arrays_by_path_not_by_order(tmp_path):
