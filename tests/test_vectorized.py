@@ -422,10 +422,12 @@ def test_a_sweeps_check_of_its_first_trial_composes_the_template_its_launches_us
     loader.load_sweep_config = lambda *a, **k: calls.append(a[1]) or full(*a, **k)
     sweep._compose_trial(["optimizer=sgd", "optimizer.lr=0.1", "seed=0"])
     composer = composer_of(launcher)
-    assert calls == [["optimizer=sgd"]] and len(composer.templates) == 1  # without its values
+    # without its values, with the sweep folder Sweep._run_batch adds to each launched job
+    folder = "hydra.sweep.dir=/tmp/s"
+    assert calls == [["optimizer=sgd", folder]] and len(composer.templates) == 1
     assert composer_of(launcher) is composer  # what launch() uses
-    sc, _ = composer.compose_job(["optimizer=sgd", "optimizer.lr=0.2", "seed=1"])
-    assert calls == [["optimizer=sgd"]] and sc.optimizer.lr == 0.2  # derived: no composition
+    sc, _ = composer.compose_job(["optimizer=sgd", "optimizer.lr=0.2", "seed=1", folder])
+    assert len(calls) == 1 and sc.optimizer.lr == 0.2  # derived: no composition
     with pytest.raises(ConfigCompositionException, match="optimizer.lrr"):
         sweep._compose_trial(["optimizer=sgd", "optimizer.lrr=0.5"])
     # another launcher (basic, or a config of its own): Hydra composes the trial itself

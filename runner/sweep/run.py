@@ -108,6 +108,11 @@ def claim_dir(base: Path) -> Path:
     raise SweepError(f"no free sweep directory next to {base}")
 
 
+def _sweep_dir_override(folder: Path) -> str:
+    """The override that puts a launch's jobs in the sweep's folder (Sweep._run_batch)."""
+    return f"hydra.sweep.dir={_quote(str(folder))}"
+
+
 def _quote(value: str) -> str:
     """A path as an override value in Hydra's grammar."""
     if re.fullmatch(r"[A-Za-z0-9_./\-]+", value):
@@ -343,14 +348,16 @@ class Sweep(Rungs):
                 self._note_checked(t["overrides"])
 
     def _compose_trial(self, overrides: list[str]) -> None:
-        """Compose a trial's config as its launch will (Hydra's error for bad input): with the
-        vmap launcher through its Composer, whose template the launches then derive from
-        instead of composing it again (~0.2 s)."""
+        """Compose a trial's config (Hydra's error for bad input). With the vmap launcher, as
+        its launch will (through the launcher's Composer, with the sweep folder that
+        _run_batch adds, as claim_dir will name it when it is free): the launches then derive
+        their jobs from this template instead of composing it again (~0.2 s)."""
         launcher = self.launcher
         if type(launcher).__name__ == "VmapLauncher" and launcher.config is self.config:
             from runner.sweep.compose import composer_of
 
-            composer_of(launcher).compose_job(overrides)
+            wanted = Path(str(self.config.hydra.sweep.dir))
+            composer_of(launcher).compose_job([*overrides, _sweep_dir_override(wanted)])
         else:
             self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
 
@@ -499,7 +506,7 @@ class Sweep(Rungs):
             stale = self._job_dir(t["job"])
             if stale.is_dir():  # a trial cut short before (resume): start it afresh
                 shutil.rmtree(stale, ignore_errors=True)
-        sweep_dir = f"hydra.sweep.dir={_quote(str(self.sweep_dir))}"
+        sweep_dir = _sweep_dir_override(self.sweep_dir)
         # not in the trial's overrides: the summary, best.yaml and the rerun line leave it out
         prune = self._prune_override(trials[0].get("stage", 1))
         # Hydra numbers a launch's jobs from initial_job_idx on; the survivors of a rung are
