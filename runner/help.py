@@ -249,9 +249,16 @@ def register_resolver(conf: Path | None = None) -> None:
     from omegaconf import OmegaConf
 
     conf = Path(conf) if conf is not None else conf_dir()
+    groups: list[str] = []  # made once: Hydra resolves the template in every composition
+
+    def runner_groups() -> str:
+        if not groups:
+            groups.append(groups_help(conf))
+        return groups[0]
+
     # Hydra feeds the resolved template to string.Template, where '$' starts a placeholder.
     OmegaConf.register_new_resolver(
-        "runner_groups", lambda: groups_help(conf).replace("$", "$$"), replace=True
+        "runner_groups", lambda: runner_groups().replace("$", "$$"), replace=True
     )
     OmegaConf.register_new_resolver(
         "runner_commands", lambda: commands_help().replace("$", "$$"), replace=True
