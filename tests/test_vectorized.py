@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -434,6 +435,34 @@ def test_a_sweeps_check_of_its_first_trial_composes_the_template_its_launches_us
     sweep.launcher = types.SimpleNamespace(config=master)
     sweep._compose_trial(["optimizer=adam", "seed=2"])
     assert calls[-1] == ["optimizer=adam", "seed=2"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["hydra.sweep.dir=/tmp/s"],  # runner's subdir, ${hydra.job.num}: read as it is
+        ["hydra.sweep.dir=/tmp/s/${seed}"],  # an interpolated folder: resolved
+        ["hydra.sweep.dir=/tmp/s", "hydra.sweep.subdir=run_${hydra.job.num}"],
+    ],
+)
+def test_a_jobs_folder_is_the_one_hydra_resolves(overrides):
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+    from omegaconf import open_dict
+
+    from runner.help import conf_dir
+    from runner.sweep.launcher import _job_dir
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(
+        config_name="config", overrides=overrides, run_mode=RunMode.MULTIRUN
+    )
+    sc = loader.load_sweep_config(master, ["seed=3"])
+    with open_dict(sc):
+        sc.hydra.job.num = 7
+    want = Path(str(sc.hydra.sweep.dir)) / str(sc.hydra.sweep.subdir)
+    assert _job_dir(sc) == want and str(want).startswith("/tmp/s") and "7" in want.name
 
 
 def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
