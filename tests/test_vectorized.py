@@ -465,6 +465,69 @@ def test_a_jobs_folder_is_the_one_hydra_resolves(overrides):
     assert _job_dir(sc) == want and str(want).startswith("/tmp/s") and "7" in want.name
 
 
+def test_hydra_yaml_of_a_templates_jobs_is_byte_for_byte_dump_yaml():
+    """fastyaml.TemplateYaml (the Composer's hydra_yaml): a job's hydra.yaml from its template's
+    YAML nodes with its own values at the job-specific paths is byte for byte dump_yaml of its
+    hydra node, for jobs of several templates, in any order; a node whose keys differ from its
+    template's at those paths falls back to dump_yaml."""
+    import types
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from runner.fastyaml import dump_yaml
+    from runner.help import conf_dir
+    from runner.sweep.compose import Composer
+    from runner.sweep.launcher import _hydra_view
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(
+        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
+    )
+    composer = Composer(
+        types.SimpleNamespace(
+            config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
+        )
+    )
+    long = "x" * 90  # folded by the emitter: the same folds at the same depth
+    jobs = [
+        ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
+        ["optimizer=sgd", "seed=11", "optimizer.lr=0.2", "trainer.stop_at=3"],
+        ["optimizer=adam", "optimizer.lr=0.3", f"paths.outputs=/tmp/{long}"],
+        ["optimizer=sgd", "+extra=1", "seed=8"],
+        ["optimizer=sgd", "optimizer.lr=0.4"],
+        ["optimizer=adam", "seed=5"],
+        ["optimizer=sgd", "+extra=1", "seed=9"],
+    ]
+    seen = set()
+    for num, job in enumerate(jobs * 2):
+        sc, _ = composer.compose_job(job)
+        template = composer.last_template
+        assert template is not None
+        seen.add(template)
+        with open_dict(sc):
+            sc.hydra.job.id = num * 1000
+            sc.hydra.job.num = num * 1000
+        with read_write(sc.hydra.runtime), open_dict(sc.hydra.runtime):
+            sc.hydra.runtime.output_dir = f"/tmp/s/{long}/{num * 1000}"
+        view = _hydra_view(sc)
+        assert composer.hydra_yaml.dump(view, template=template) == dump_yaml(view), job
+    assert len(seen) == 3 and len(composer.hydra_yaml._nodes) == 3
+    # other keys than the template's where a value varies: dump_yaml's text, not the nodes'
+    from omegaconf import OmegaConf
+
+    from runner.fastyaml import TemplateYaml
+
+    ty = TemplateYaml((("a", "b"),))
+    first = OmegaConf.create({"a": {"b": 1, "c": [1, 2]}, "z": "same"})
+    assert ty.dump(first, template="t") == dump_yaml(first)
+    for doc in ({"a": {"b": [3, 4], "c": [1, 2]}, "z": "same"}, {"a": {"b": 2}, "z": "same"}):
+        other = OmegaConf.create(doc)
+        assert ty.dump(other, template="t") == dump_yaml(other), doc
+
+
 def test_a_task_config_as_plain_data_validates_and_writes_as_the_config_does():
     """compose.as_plain: one conversion of a job's task config serves runner.config.validate and
     config.yaml (the same Config, the same bytes as OmegaConf.to_yaml), where its only

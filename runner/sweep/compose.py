@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pickle
 
+from runner.fastyaml import TemplateYaml
+
 
 def as_plain(task_cfg):
     """The task config as plain data (OmegaConf.to_container, unresolved), when its only
@@ -47,6 +49,15 @@ def task_config(sweep_config):
     return task_cfg
 
 
+HYDRA_VARYING = (
+    ("hydra", "job", "id"),
+    ("hydra", "job", "num"),
+    ("hydra", "job", "override_dirname"),
+    ("hydra", "overrides", "task"),
+    ("hydra", "runtime", "output_dir"),
+)
+
+
 def composer_of(launcher) -> Composer:
     """The launcher's Composer, made on first use: one for all of a sweep's launches, and for
     the sweep's own check of its first trial (a hyperband rung's jobs derive from the template
@@ -79,6 +90,10 @@ class Composer:
         # override signature -> (the pickled composed config, its task config); False: none
         self.templates: dict = {}
         self.parsed: dict = {}  # override line -> Hydra's Override
+        self.last_template: tuple | None = None  # compose_job's last job's template
+        # hydra.yaml of jobs of one template: they differ at these paths alone (_derive and
+        # the launcher set them; values never touch the hydra node: _is_value)
+        self.hydra_yaml = TemplateYaml(HYDRA_VARYING)
 
     def _is_value(self, o) -> bool:
         from hydra.core.override_parser.types import OverrideType
@@ -107,7 +122,14 @@ class Composer:
 
     def compose_job(self, overrides: list[str]):
         """(the job's config, its task_config): a derived job's task config is derived from
-        the template's too, not copied out of the job's config (masked_copy: ~2 ms a job)."""
+        the template's too, not copied out of the job's config (masked_copy: ~2 ms a job).
+        last_template names the template the job came from (None: composed in full by
+        Hydra): jobs of one template differ only in their values and job-specific fields."""
+        self.last_template = None
+        sc, task_cfg, self.last_template = self._compose(overrides)
+        return sc, task_cfg
+
+    def _compose(self, overrides: list[str]):
         from hydra.core.override_parser.types import OverrideType
 
         try:
@@ -125,26 +147,26 @@ class Composer:
                 sig = tuple((o.key_or_group if self._is_value(o) else o.input_line) for o in parsed)
                 base = overrides
         except Exception:  # noqa: BLE001 - Hydra reports it
-            return self._hydra(overrides)
+            return (*self._hydra(overrides), None)
         template = self.templates.get(sig)
         if template is None:
             sc, task_cfg = self._hydra(base)
             if any(k in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
                 self.templates[sig] = False  # a "value" that picks a config: no template
-                return (sc, task_cfg) if base is overrides else self._hydra(overrides)
+                return (*((sc, task_cfg) if base is overrides else self._hydra(overrides)), None)
             # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags, types
             # and all: OmegaConf pickles the whole node tree)
             template = self.templates[sig] = tuple(
                 pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_cfg)
             )
             if base is overrides:
-                return sc, task_cfg
+                return sc, task_cfg, sig
         elif template is False:
-            return self._hydra(overrides)
+            return (*self._hydra(overrides), None)
         try:
-            return self._derive(template, parsed, values)
+            return (*self._derive(template, parsed, values), sig)
         except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
-            return self._hydra(overrides)
+            return (*self._hydra(overrides), None)
 
     def _hydra(self, overrides: list[str]):
         """(config, task config) by Hydra's full composition (which reports bad input)."""

@@ -209,13 +209,15 @@ def _hydra_view(sc):
     return view
 
 
-def _write_job(launcher, sc, task_cfg, cfg, result, job_dir=None):
+def _write_job(launcher, sc, task_cfg, cfg, result, job_dir=None, hydra_yaml=None):
     """Hydra's run_job (hydra.core.utils) for a job its group trained: the same HydraConfig,
     files, callbacks and JobReturn, without its two deep copies of the config, its second
     set_config, set_config's copy of the hydra node (_hydra_view), and with hydra.yaml emitted
     by libyaml (fastyaml.dump_yaml). config.yaml and
     overrides.yaml are on disk already (_open_folders). ~15 ms a job against ~60 ms
-    (docs/performance.md). job_dir: its _job_dir, where known already."""
+    (docs/performance.md). job_dir: its _job_dir, where known already; hydra_yaml: what
+    writes hydra.yaml's text from the hydra node (None: dump_yaml; the launch passes its
+    Composer's TemplateYaml for jobs of a template)."""
     import os
 
     from hydra.core.hydra_config import HydraConfig
@@ -238,7 +240,8 @@ def _write_job(launcher, sc, task_cfg, cfg, result, job_dir=None):
             hydra_cfg=hydra_cfg,
             working_dir=os.getcwd(),
         )
-        rundir.atomic_write(Path(out) / rundir.HYDRA, dump_yaml(hydra_cfg), durable=False)
+        text = (hydra_yaml or dump_yaml)(hydra_cfg)
+        rundir.atomic_write(Path(out) / rundir.HYDRA, text, durable=False)
         callbacks = launcher.hydra_context.callbacks
         fn = functools.partial(task, result=result, cfg=cfg)
         with env_override(hydra_cfg.hydra.job.env_set):
@@ -301,6 +304,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     composer = composer_of(launcher)
     plain, texts = [], []  # each task config as plain data and its config.yaml, or None
     dirs = []  # each job's folder: resolving hydra.sweep.subdir costs ~0.7 ms a time
+    templates = []  # the template each job came from (None: composed in full)
     for i, overrides in enumerate(job_overrides):
         num, overrides = _own_number(config, list(overrides), initial_job_idx + i)
         sc, task_cfg = composer.compose_job(overrides)
@@ -310,6 +314,7 @@ def launch(launcher, job_overrides, initial_job_idx: int):
         configs.append(sc)
         task_cfgs.append(task_cfg)
         dirs.append(_job_dir(sc))
+        templates.append(composer.last_template)
         if len(job_overrides) >= 2:  # for _plan's validate and, as YAML, config.yaml (the
             # text is made first: validate only reads the data, but it is not its to keep)
             plain.append(as_plain(task_cfg))
@@ -319,7 +324,9 @@ def launch(launcher, job_overrides, initial_job_idx: int):
 
     def run(i, trained=None):
         if trained and _lean(configs[i]):
-            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained, dirs[i])
+            t = templates[i]
+            yaml = None if t is None else functools.partial(composer.hydra_yaml.dump, template=t)
+            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained, dirs[i], yaml)
             return
         fn = functools.partial(task, result=trained[1]) if trained else launcher.task_function
         returns[i] = run_job(
