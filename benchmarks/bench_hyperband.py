@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_hyperband.py [--seeds 0,1,2] [--kind sha|hyperband]
                                                    [--trials 64] [--min-epochs 3] [--eta 3]
+                                                   [--repeats 1]
     .venv/bin/python benchmarks/bench_hyperband.py --quick   # toy sizes: checks that it runs
 
 S64's space as a random search: --trials (64) configurations, optimizer.lr log-uniform in
@@ -15,7 +16,10 @@ sum of the trials' epochs_run), the wall time of the whole process, the best obj
 validation accuracy of a completed trial). Prints the medians over the seeds and the ratios
 against the targets (<= 1/3 of the epochs, <= 0.4x the wall time, best within 0.5 accuracy
 point). The two sweeps take turns (random first for even seeds, sha first for odd ones), so a
-machine's load drifts into both. Run it on a quiet machine: timings are wall clock.
+machine's load drifts into both. --repeats N runs each pair N times per seed (the order
+alternating again) and takes each sweep's median wall time per seed: on a shared machine one
+sweep's wall time varies by 10-20 % from run to run. Run it on a quiet machine: timings are
+wall clock.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ def main() -> None:
     p.add_argument("--min-epochs", type=int, default=3)
     p.add_argument("--eta", type=int, default=3)
     p.add_argument("--folder", default="/tmp")
+    p.add_argument("--repeats", type=int, default=1, help="runs of each sweep per seed")
     p.add_argument("--quick", action="store_true", help="16 trials of at most 3 epochs, seed 0")
     args = p.parse_args()
     if args.quick:
@@ -94,10 +99,27 @@ def main() -> None:
     folder = Path(args.folder)
     rows = []
     for i, seed in enumerate(seeds):
-        order = ("random", args.kind) if i % 2 == 0 else (args.kind, "random")
-        got = {kind: sweep(kind, seed, args, folder) for kind in order}
+        runs: dict = {"random": [], args.kind: []}
+        for k in range(args.repeats):
+            order = ("random", args.kind) if (i + k) % 2 == 0 else (args.kind, "random")
+            for kind in order:
+                runs[kind].append(sweep(kind, seed, args, folder))
+        got = {}
+        for kind, each in runs.items():  # the same sweep each time: only the wall time varies
+            assert len({(e["epochs"], e["best"], e["best_job"]) for e in each}) == 1, each
+            got[kind] = dict(each[0], wall=statistics.median(e["wall"] for e in each))
+            got[kind]["walls"] = [e["wall"] for e in each]
         rows.append((seed, got["random"], got[args.kind]))
         r, h = got["random"], got[args.kind]
+        if args.repeats > 1:
+            print(
+                f"seed {seed} wall times: random "
+                + " / ".join(f"{w:.1f}" for w in r["walls"])
+                + f" s, {args.kind} "
+                + " / ".join(f"{w:.1f}" for w in h["walls"])
+                + " s",
+                flush=True,
+            )
         print(
             f"seed {seed}: random {r['n']} trials {r['epochs']} epochs {r['wall']:.1f} s best "
             f"{r['best']:.4f} (job {r['best_job']}) | {args.kind} {h['n']} trials "
@@ -114,7 +136,9 @@ def main() -> None:
     gap = statistics.median(100 * (r["best"] - h["best"]) for _, r, h in rows)
     print(
         f"\nmedians over seeds {args.seeds} ({args.trials} configurations, {args.epochs} epochs "
-        f"max; {args.kind}: min_epochs {args.min_epochs}, eta {args.eta}; hydra/launcher=vmap)"
+        f"max; {args.kind}: min_epochs {args.min_epochs}, eta {args.eta}; hydra/launcher=vmap"
+        + (f"; wall: median of {args.repeats} runs per seed" if args.repeats > 1 else "")
+        + ")"
     )
     print("| | epochs trained | wall time | best val_acc |")
     print("| --- | --: | --: | --: |")
