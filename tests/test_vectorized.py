@@ -369,6 +369,12 @@ def test_composer_derives_hydras_own_configs():
         ["optimizer=sgd", "seed=6", "seed=7"],  # the last value wins, as in Hydra
         ["optimizer=sgd", "+extra=1", "seed=8"],  # adds a key: a template of its own
         ["optimizer=sgd", "+extra=1", "seed=9"],  # derived from that one
+        # the same keys as a job before: from that job's configs, only what differs set
+        ["optimizer=sgd", "optimizer.lr=0.4", "seed=1"],  # one key differs
+        ["optimizer=sgd", "seed=7", "seed=6"],  # its repeated key, last value another
+        ["optimizer=sgd", "seed=5", "seed=7"],  # an unseen line that is not the last: all set
+        ["optimizer=sgd", "seed=6", "optimizer.lr=0.5", "seed=7", "optimizer.lr=0.1"],
+        ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],  # the first job's values again
     ]
     for job in jobs:
         (got, task), full = composer.compose_job(job), loader.load_sweep_config(master, job)
@@ -386,6 +392,22 @@ def test_composer_derives_hydras_own_configs():
         != 0.3
     )
     assert len(composer.templates) == 3
+    # (template, keys of the values) -> the first job of them with its values set
+    assert len(composer.with_values) == 5
+    start, todo = composer._start(
+        ("without values", "optimizer=sgd"),
+        composer.templates[("without values", "optimizer=sgd")],
+        list(composer._parse(["optimizer.lr=0.3", "seed=0"])),
+    )
+    assert [o.input_line for o in todo] == ["optimizer.lr=0.3"]  # seed=0 is the first job's
+    # keys inside another key (a=..., a.b=...): not kept, every job sets all its values
+    fake = types.SimpleNamespace
+    values = [
+        fake(key_or_group="a", input_line="a={b: 1}"),
+        fake(key_or_group="a.b", input_line="a.b=2"),
+    ]
+    composer._keep_values("sig", values, master, master)
+    assert ("sig", frozenset({"a", "a.b"})) not in composer.with_values
     # a key Hydra refuses: Hydra's own error
     from hydra.errors import ConfigCompositionException
 

@@ -49,6 +49,21 @@ def task_config(sweep_config):
     return task_cfg
 
 
+def _set_lines(parent, key: str, lines: list[str]) -> None:
+    """parent[key] = lines; where parent[key] is a list as long already, only the elements
+    that differ are set: assigning a list makes and checks a node per element (~90 us each),
+    and a sweep's jobs of one template differ in their values' lines alone."""
+    from omegaconf import ListConfig
+
+    node = parent._get_node(key)
+    if not isinstance(node, ListConfig) or len(node) != len(lines):
+        parent[key] = lines
+        return
+    for i, line in enumerate(lines):
+        if node._get_node(i)._value() != line:
+            node[i] = line
+
+
 HYDRA_VARYING = (
     ("hydra", "job", "id"),
     ("hydra", "job", "num"),
@@ -91,6 +106,8 @@ class Composer:
         self.templates: dict = {}
         self.parsed: dict = {}  # override line -> Hydra's Override
         self.last_template: tuple | None = None  # compose_job's last job's template
+        # (template signature, keys of the values) -> a job of it with its values set (_start)
+        self.with_values: dict = {}
         # hydra.yaml of jobs of one template: they differ at these paths alone (_derive and
         # the launcher set them; values never touch the hydra node: _is_value)
         self.hydra_yaml = TemplateYaml(HYDRA_VARYING)
@@ -131,6 +148,7 @@ class Composer:
 
     def _compose(self, overrides: list[str]):
         from hydra.core.override_parser.types import OverrideType
+        from omegaconf import open_dict
 
         try:
             parsed = self._parse(overrides)
@@ -154,6 +172,12 @@ class Composer:
             if any(k in sc.hydra.runtime.choices for k in (o.key_or_group for o in values)):
                 self.templates[sig] = False  # a "value" that picks a config: no template
                 return (*((sc, task_cfg) if base is overrides else self._hydra(overrides)), None)
+            if base is not overrides:
+                # the template's list of overrides as long as its jobs' (_set_lines); each
+                # job sets its own
+                app = [o.input_line for o in parsed if not o.is_hydra_override()]
+                with open_dict(sc.hydra):
+                    sc.hydra.overrides.task = app
             # pickled: unpickling copies a config ~3x faster than copy.deepcopy (flags, types
             # and all: OmegaConf pickles the whole node tree)
             template = self.templates[sig] = tuple(
@@ -164,26 +188,67 @@ class Composer:
         elif template is False:
             return (*self._hydra(overrides), None)
         try:
-            return (*self._derive(template, parsed, values), sig)
+            return (*self._derive(sig, template, parsed, values), sig)
         except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
             return (*self._hydra(overrides), None)
+
+    def _start(self, sig, template, values) -> tuple[tuple, list]:
+        """(pickles to start from, the values to set on them). A sweep's jobs repeat most of
+        their values (the fixed overrides) and change a few (the swept ones): each job of a
+        template would set them all (~0.25 ms a value and config). The first job whose values
+        set a given set of keys is kept with its values set (_keep_values); a later job with
+        the same keys starts from it and sets only the keys whose value differs. That is what
+        setting them all gives when no key is inside another (a=... with a.b=...), and every
+        line it skips is either overwritten later in the job or one the first job set."""
+        last = {o.key_or_group: o.input_line for o in values}  # a repeated key: the last wins
+        kept = self.with_values.get((sig, frozenset(last)))
+        if kept is None:
+            return template, values
+        pickles, first_lines, first_last = kept
+        if any(
+            last[o.key_or_group] != o.input_line and o.input_line not in first_lines for o in values
+        ):
+            return template, values  # a line that is neither the last nor set before
+        todo = [
+            o
+            for o in values
+            if last[o.key_or_group] == o.input_line and first_last[o.key_or_group] != o.input_line
+        ]
+        return pickles, todo
+
+    def _keep_values(self, sig, values, sc, task_cfg) -> None:
+        """Keep a job's configs with its values set, for _start (before its own fields)."""
+        last = {o.key_or_group: o.input_line for o in values}
+        keys = list(last)
+        if any(b.startswith(a + ".") for a in keys for b in keys) or (sig, frozenset(last)) in (
+            self.with_values
+        ):
+            return
+        self.with_values[(sig, frozenset(last))] = (
+            tuple(pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_cfg)),
+            {o.input_line for o in values},
+            last,
+        )
 
     def _hydra(self, overrides: list[str]):
         """(config, task config) by Hydra's full composition (which reports bad input)."""
         sc = self.loader.load_sweep_config(self.master, overrides)
         return sc, task_config(sc)
 
-    def _derive(self, template, parsed, values):
+    def _derive(self, sig, template, parsed, values):
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from omegaconf import OmegaConf, open_dict
 
-        sc, task_cfg = (pickle.loads(t) for t in template)
-        ConfigLoaderImpl._apply_overrides_to_config(values, sc)
-        ConfigLoaderImpl._apply_overrides_to_config(values, task_cfg)
+        start, todo = self._start(sig, template, values)
+        sc, task_cfg = (pickle.loads(t) for t in start)
+        ConfigLoaderImpl._apply_overrides_to_config(todo, sc)
+        ConfigLoaderImpl._apply_overrides_to_config(todo, task_cfg)
+        if start is template:
+            self._keep_values(sig, values, sc, task_cfg)
         app = [o for o in parsed if not o.is_hydra_override()]
         dirname = sc.hydra.job.config.override_dirname
         with open_dict(sc.hydra):
-            sc.hydra.overrides.task = [o.input_line for o in app]
+            _set_lines(sc.hydra.overrides, "task", [o.input_line for o in app])
             sc.hydra.job.override_dirname = get_overrides_dirname(
                 overrides=app,
                 kv_sep=dirname.kv_sep,
