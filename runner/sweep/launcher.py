@@ -325,8 +325,8 @@ def launch(launcher, job_overrides, initial_job_idx: int):
     def run(i, trained=None):
         if trained and _lean(configs[i]):
             t = templates[i]
-            yaml = None if t is None else functools.partial(composer.hydra_yaml.dump, template=t)
-            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained, dirs[i], yaml)
+            emit = None if t is None else functools.partial(composer.hydra_yaml.dump, template=t)
+            returns[i] = _write_job(launcher, configs[i], task_cfgs[i], *trained, dirs[i], emit)
             return
         fn = functools.partial(task, result=trained[1]) if trained else launcher.task_function
         returns[i] = run_job(
