@@ -337,28 +337,44 @@ def test_vmap_launcher_takes_random_search_batches_of_n_jobs(tmp_path):
     assert [m["member"] for m in members] == [0, 1, 0, 1]
 
 
+def _hydra_master(overrides=("hydra.sweep.dir=/tmp/s",)):
+    """(Hydra's config loader over runner's conf/, the multirun master config it composes)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.types import RunMode
+
+    from runner.help import conf_dir
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration(
+        config_name="config", overrides=list(overrides), run_mode=RunMode.MULTIRUN
+    )
+    return loader, master
+
+
+def _composer(loader, master):
+    import types
+
+    from runner.sweep.compose import Composer
+
+    return Composer(
+        types.SimpleNamespace(
+            config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
+        )
+    )
+
+
 def test_composer_derives_hydras_own_configs():
     """runner.sweep.compose.Composer: jobs that differ only in plain values are copies of one
     composed template with the values set; the result equals Hydra's full composition."""
     import types
 
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.types import RunMode
     from omegaconf import OmegaConf
 
-    from runner.help import conf_dir
-    from runner.sweep.compose import Composer, task_config
+    from runner.sweep.compose import task_config
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration(
-        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
-    )
-    composer = Composer(
-        types.SimpleNamespace(
-            config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
-        )
-    )
+    loader, master = _hydra_master()
+    composer = _composer(loader, master)
     jobs = [
         ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],  # composes optimizer=sgd alone
         ["optimizer=sgd", "optimizer.lr=0.2", "seed=1"],  # derived from it
@@ -421,20 +437,13 @@ def test_a_sweeps_check_of_its_first_trial_composes_the_template_its_launches_us
     so the launches derive their jobs from that template instead of composing it again."""
     import types
 
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
     from hydra.errors import ConfigCompositionException
-    from hydra.types import RunMode
 
     from hydra_plugins.runner_launcher.vmap_launcher import VmapLauncher
-    from runner.help import conf_dir
     from runner.sweep.compose import composer_of
     from runner.sweep.run import Sweep
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration(
-        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
-    )
+    loader, master = _hydra_master()
     context = types.SimpleNamespace(config_loader=loader, callbacks=None)
     launcher = VmapLauncher()
     launcher.setup(hydra_context=context, task_function=None, config=master)
@@ -468,18 +477,11 @@ def test_a_sweeps_check_of_its_first_trial_composes_the_template_its_launches_us
     ],
 )
 def test_a_jobs_folder_is_the_one_hydra_resolves(overrides):
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.types import RunMode
     from omegaconf import open_dict
 
-    from runner.help import conf_dir
     from runner.sweep.launcher import _job_dir
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration(
-        config_name="config", overrides=overrides, run_mode=RunMode.MULTIRUN
-    )
+    loader, master = _hydra_master(overrides)
     sc = loader.load_sweep_config(master, ["seed=3"])
     with open_dict(sc):
         sc.hydra.job.num = 7
@@ -492,27 +494,12 @@ def test_hydra_yaml_of_a_templates_jobs_is_byte_for_byte_dump_yaml():
     YAML nodes with its own values at the job-specific paths is byte for byte dump_yaml of its
     hydra node, for jobs of several templates, in any order; a node whose keys differ from its
     template's at those paths falls back to dump_yaml."""
-    import types
-
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.types import RunMode
     from omegaconf import open_dict, read_write
 
     from runner.fastyaml import dump_yaml
-    from runner.help import conf_dir
-    from runner.sweep.compose import Composer
     from runner.sweep.launcher import _hydra_view
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration(
-        config_name="config", overrides=["hydra.sweep.dir=/tmp/s"], run_mode=RunMode.MULTIRUN
-    )
-    composer = Composer(
-        types.SimpleNamespace(
-            config=master, hydra_context=types.SimpleNamespace(config_loader=loader)
-        )
-    )
+    composer = _composer(*_hydra_master())
     long = "x" * 90  # folded by the emitter: the same folds at the same depth
     jobs = [
         ["optimizer=sgd", "optimizer.lr=0.1", "seed=0"],
