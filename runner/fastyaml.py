@@ -177,7 +177,7 @@ class TemplateYaml:
             return _emit(root)
         try:
             return _emit(_replaced(root, cfg, self.varying, _representer()))
-        except _Different:
+        except Exception:  # noqa: BLE001 - _Different, or a node it cannot read: in full
             return dump_yaml(cfg)
 
 
