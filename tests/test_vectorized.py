@@ -410,11 +410,12 @@ def test_composer_derives_hydras_own_configs():
     assert len(composer.templates) == 3
     # (template, keys of the values) -> the first job of them with its values set
     assert len(composer.with_values) == 5
-    start, todo = composer._start(
-        ("without values", "optimizer=sgd"),
-        composer.templates[("without values", "optimizer=sgd")],
-        list(composer._parse(["optimizer.lr=0.3", "seed=0"])),
-    )
+    sgd = ("without values", "optimizer=sgd")
+    values = composer._parse(["optimizer.lr=0.3", "seed=0"])
+    last = {o.key_or_group: o.input_line for o in values}
+    kept = composer.with_values[(sgd, frozenset(last))]
+    start, todo = composer._start(kept, composer.templates[sgd], values, last)
+    assert start is kept[0]
     assert [o.input_line for o in todo] == ["optimizer.lr=0.3"]  # seed=0 is the first job's
     # keys inside another key (a=..., a.b=...): not kept, every job sets all its values
     fake = types.SimpleNamespace
@@ -422,8 +423,9 @@ def test_composer_derives_hydras_own_configs():
         fake(key_or_group="a", input_line="a={b: 1}"),
         fake(key_or_group="a.b", input_line="a.b=2"),
     ]
-    composer._keep_values("sig", values, master, master)
-    assert ("sig", frozenset({"a", "a.b"})) not in composer.with_values
+    key = ("sig", frozenset({"a", "a.b"}))
+    composer._keep_values(key, values, {"a": "a={b: 1}", "a.b": "a.b=2"}, master, master)
+    assert key not in composer.with_values
     # a key Hydra refuses: Hydra's own error
     from hydra.errors import ConfigCompositionException
 

@@ -192,16 +192,15 @@ class Composer:
         except Exception:  # noqa: BLE001 - e.g. a value of the wrong type: Hydra's error
             return (*self._hydra(overrides), None)
 
-    def _start(self, sig, template, values) -> tuple[tuple, list]:
-        """(pickles to start from, the values to set on them). A sweep's jobs repeat most of
+    def _start(self, kept, template, values, last) -> tuple[tuple, list]:
+        """(pickles to start from, the values to set on them); kept: with_values' entry for
+        the job's template and keys, last: each key's last line. A sweep's jobs repeat most of
         their values (the fixed overrides) and change a few (the swept ones): each job of a
         template would set them all (~0.25 ms a value and config). The first job whose values
         set a given set of keys is kept with its values set (_keep_values); a later job with
         the same keys starts from it and sets only the keys whose value differs. That is what
         setting them all gives when no key is inside another (a=... with a.b=...), and every
         line it skips is either overwritten later in the job or one the first job set."""
-        last = {o.key_or_group: o.input_line for o in values}  # a repeated key: the last wins
-        kept = self.with_values.get((sig, frozenset(last)))
         if kept is None:
             return template, values
         pickles, first_lines, first_last = kept
@@ -216,15 +215,11 @@ class Composer:
         ]
         return pickles, todo
 
-    def _keep_values(self, sig, values, sc, task_cfg) -> None:
+    def _keep_values(self, key, values, last, sc, task_cfg) -> None:
         """Keep a job's configs with its values set, for _start (before its own fields)."""
-        last = {o.key_or_group: o.input_line for o in values}
-        keys = list(last)
-        if any(b.startswith(a + ".") for a in keys for b in keys) or (sig, frozenset(last)) in (
-            self.with_values
-        ):
-            return
-        self.with_values[(sig, frozenset(last))] = (
+        if any(b.startswith(a + ".") for a in last for b in last):
+            return  # a key inside another: every job sets all its values
+        self.with_values[key] = (
             tuple(pickle.dumps(c, protocol=pickle.HIGHEST_PROTOCOL) for c in (sc, task_cfg)),
             {o.input_line for o in values},
             last,
@@ -239,12 +234,15 @@ class Composer:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
         from omegaconf import OmegaConf, open_dict
 
-        start, todo = self._start(sig, template, values)
+        last = {o.key_or_group: o.input_line for o in values}  # a repeated key: the last wins
+        key = (sig, frozenset(last))
+        kept = self.with_values.get(key)
+        start, todo = self._start(kept, template, values, last)
         sc, task_cfg = (pickle.loads(t) for t in start)
         ConfigLoaderImpl._apply_overrides_to_config(todo, sc)
         ConfigLoaderImpl._apply_overrides_to_config(todo, task_cfg)
-        if start is template:
-            self._keep_values(sig, values, sc, task_cfg)
+        if kept is None:
+            self._keep_values(key, values, last, sc, task_cfg)
         app = [o for o in parsed if not o.is_hydra_override()]
         dirname = sc.hydra.job.config.override_dirname
         with open_dict(sc.hydra):
