@@ -414,6 +414,12 @@ def test_composer_derives_hydras_own_configs():
     values = composer._parse(["optimizer.lr=0.3", "seed=0"])
     last = {o.key_or_group: o.input_line for o in values}
     kept = composer.with_values[(sgd, frozenset(last))]
+    # kept with the first job's own lines of overrides: a later job's list is as long, so it
+    # sets only the elements that differ (_set_lines), not a whole new list
+    import pickle
+
+    more = composer.with_values[(sgd, frozenset({"seed", "trainer.stop_at", "trainer.resume"}))]
+    assert list(pickle.loads(more[0][0]).hydra.overrides.task) == jobs[5]
     start, todo = composer._start(kept, composer.templates[sgd], values, last)
     assert start is kept[0]
     assert [o.input_line for o in todo] == ["optimizer.lr=0.3"]  # seed=0 is the first job's

@@ -216,7 +216,7 @@ class Composer:
         return pickles, todo
 
     def _keep_values(self, key, values, last, sc, task_cfg) -> None:
-        """Keep a job's configs with its values set, for _start (before its own fields)."""
+        """Keep a job's configs with its values and its lines of overrides set, for _start."""
         if any(b.startswith(a + ".") for a in last for b in last):
             return  # a key inside another: every job sets all its values
         self.with_values[key] = (
@@ -241,8 +241,6 @@ class Composer:
         sc, task_cfg = (pickle.loads(t) for t in start)
         ConfigLoaderImpl._apply_overrides_to_config(todo, sc)
         ConfigLoaderImpl._apply_overrides_to_config(todo, task_cfg)
-        if kept is None:
-            self._keep_values(key, values, last, sc, task_cfg)
         app = [o for o in parsed if not o.is_hydra_override()]
         dirname = sc.hydra.job.config.override_dirname
         with open_dict(sc.hydra):
@@ -253,5 +251,7 @@ class Composer:
                 item_sep=dirname.item_sep,
                 exclude_keys=dirname.exclude_keys,
             )
+        if kept is None:  # with its list of overrides: a later job's is as long (_set_lines)
+            self._keep_values(key, values, last, sc, task_cfg)
         OmegaConf.copy_cache(from_config=self.master, to_config=sc)
         return sc, task_cfg
