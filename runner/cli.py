@@ -18,7 +18,7 @@ from runner.runtime import (
     register_unique_dir,
     resume_gc,
 )
-from runner.shell import EXIT_ERROR, QuietHydraStderr, describe
+from runner.shell import EXIT_ERROR, QuietHydraStderr, describe, sweep_fixed_keys
 
 # Commands with their own argument parsing, dispatched before Hydra (and JAX) are imported.
 SUBCOMMANDS = {
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(completion.main(argv[1:]))
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    argv = sweep_fixed_keys([a for a in argv if a != "--debug"])
     report = not debug and not os.environ.get("HYDRA_FULL_ERROR")
     os.environ[MAIN_PROCESS_ENV] = process_tag()
     host_devices()

@@ -72,6 +72,38 @@ def _swept(option) -> list[str]:
     return [o.strip() for o in inner.split(",") if o.strip()]
 
 
+# A value that reads as itself inside choice(...): no sweep (a,b), call, list, quotes, spaces or
+# interpolation.
+_PLAIN_VALUE = re.compile(r"[\w.+\-:/]+")
+
+
+def sweep_fixed_keys(argv: list[str]) -> list[str]:
+    """argv with each fixed key of a swept group that the group's default option lacks written
+    as a one-value sweep: runner -m optimizer=sgd,momentum optimizer.momentum=0.9 runs
+    optimizer.momentum=choice(0.9). Hydra sets a multirun's fixed keys on the default option
+    (adam, which has no momentum) before any sweeper runs; a sweep of one value is set in the
+    trials whose option has the key and left out of the others (runner.sweep.space.Conditions).
+    Only in a multirun (-m), and only where a swept option has the key: for a key that none
+    has, Hydra's error stays, and describe() names the options."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        group, dot, name = key.partition(".")
+        if eq and dot and group in GROUPS and "." not in name and _PLAIN_VALUE.fullmatch(value):
+            swept = _swept(_chosen_option(group, argv))
+            default = _chosen_option(group, []) or ""
+            if (
+                swept
+                and name not in _option_keys(group, default)
+                and any(name in _option_keys(group, o) for o in swept)
+            ):
+                arg = f"{key}=choice({value})"
+        out.append(arg)
+    return out
+
+
 def _fixed_key_of_swept_group(key: str, group: str, name: str, swept: list, argv) -> str:
     """A fixed key under a swept group (runner -m optimizer=sgd,momentum optimizer.momentum=0.9):
     Hydra sets fixed keys on the default option before the sweep; a sweep of one value is left

@@ -92,16 +92,21 @@ def test_single_run_with_overrides_writes_its_directory(tmp_path):
 
 
 def test_multirun_two_jobs(tmp_path):
+    """With a fixed key of the swept group that its default (adam) lacks: set where the
+    trial's optimizer has it (runner.shell.sweep_fixed_keys)."""
     sweep = tmp_path / "sweep"
     p = run(
-        ["-m", "optimizer=sgd,adam", "data=iris", "hydra.sweeper.plot=false"]
-        + [f"hydra.sweep.dir={sweep}", *QUICK]
+        ["-m", "optimizer=sgd,momentum", "optimizer.momentum=0.5", "data=iris"]
+        + ["hydra.sweeper.plot=false", f"hydra.sweep.dir={sweep}", *QUICK]
     )
     assert p.returncode == 0, p.stderr
-    for job, opt in (("0", "sgd"), ("1", "adam")):
+    for job, opt in (("0", "sgd"), ("1", "momentum")):
         m = json.loads((sweep / job / "metrics.json").read_text())
         assert m["status"] == "completed"
-        assert f"optimizer={opt}" in (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        overrides = (sweep / job / ".hydra" / "overrides.yaml").read_text()
+        assert f"optimizer={opt}" in overrides
+        assert ("optimizer.momentum=0.5" in overrides) == (opt == "momentum")
+    assert "momentum: 0.5" in (sweep / "1" / ".hydra" / "config.yaml").read_text()
 
 
 def test_help_lists_groups_and_options():

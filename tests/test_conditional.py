@@ -206,9 +206,39 @@ class _Launcher:
         return rets
 
 
-def test_a_fixed_key_of_a_swept_group_says_to_sweep_it():
-    """Hydra sets fixed keys on the default option (adam) before any sweeper runs, so
-    optimizer.momentum=0.9 fails there: the message says what to write instead."""
+def test_a_fixed_key_of_a_swept_group_is_a_sweep_of_one_value():
+    """Hydra sets fixed keys on the default option (adam) before any sweeper runs, where
+    optimizer.momentum=0.9 fails: the command line makes it optimizer.momentum=choice(0.9),
+    set in the trials whose optimizer has it (runner.shell.sweep_fixed_keys)."""
+    from runner.shell import sweep_fixed_keys
+
+    argv = ["-m", "optimizer=sgd,momentum", "optimizer.momentum=0.5", "optimizer.lr=0.1"]
+    fixed = sweep_fixed_keys(argv)
+    # lr: a key of adam too, Hydra applies it as it is
+    assert fixed == ["-m", "optimizer=sgd,momentum", "optimizer.momentum=choice(0.5)", argv[3]]
+    trials, _ = expand(fixed[1:])
+    assert [o for o, _ in trials] == [
+        ["optimizer=sgd", "optimizer.lr=0.1"],
+        ["optimizer=momentum", "optimizer.momentum=0.5", "optimizer.lr=0.1"],
+    ]
+    assert composed(TINY + trials[1][0]).optimizer.momentum == 0.5
+    assert sweep_fixed_keys(["--multirun", "optimizer=choice(sgd,momentum)", argv[2]])[2] == (
+        "optimizer.momentum=choice(0.5)"
+    )
+    for unchanged in (
+        argv[1:],  # not a multirun
+        ["-m", "optimizer=momentum", "optimizer.momentum=0.5"],  # the group is not swept
+        ["-m", "optimizer=sgd,momentum", "optimizer.momentum=0.5,0.9"],  # a sweep already
+        ["-m", "optimizer=sgd,momentum", "optimizer.momentum='0.5'"],  # quoted: not rewritten
+        ["-m", "optimizer=sgd,momentum", "optimizer.nesterovv=0.9"],  # no swept option has it
+        ["-m", "optimizer=adam,sgd", "optimizer.b1=0.95"],  # the default (adam) has it
+    ):
+        assert sweep_fixed_keys(unchanged) == unchanged
+
+
+def test_a_fixed_key_of_a_swept_group_left_as_it_is_says_to_sweep_it():
+    """Where the command line leaves such a key (a quoted value, hydra.mode=MULTIRUN instead
+    of -m), Hydra's error says what to write instead."""
     from runner.shell import _unknown_key
 
     argv = ["optimizer=sgd,momentum", "optimizer.momentum=0.9"]
