@@ -768,3 +768,72 @@ def test_write_job_does_what_hydras_run_job_does(tmp_path):
     assert wrote.hydra_cfg.hydra._get_parent() is configs[1]
     assert wrote.hydra_cfg.hydra.sweep.subdir == "1"  # an interpolation of hydra.job.num
     assert HydraConfig.instance().cfg is before  # restored, as run_job restores it
+
+
+def test_hyperparameters_of_training_only_change_neither_initial_weights_nor_evaluation():
+    """spec.TRAINING_ONLY, the claim runner.vectorized's shared initial evaluation rests on:
+    changing every one of those keys leaves a member's evaluation before training as it was;
+    changing a key outside it (leaky_relu's slope) does not."""
+    import functools
+
+    import jax
+
+    from runner.core import train
+    from runner.core.spec import TRAINING_ONLY, make_hparams, make_spec
+    from runner.data import load_dataset
+
+    cfg = _cfg(["activation=leaky_relu", "optimizer=adamw", "schedule=cosine", "seed=4"])
+    ds = load_dataset(cfg.data)
+    spec = make_spec(cfg, ds)
+    base = make_hparams(cfg, spec)
+    assert TRAINING_ONLY < set(base)
+    moved = {k: (v * 1.7 + 0.3 if k in TRAINING_ONLY else v) for k, v in base.items()}
+    slope = dict(base, negative_slope=base["negative_slope"] + 0.2)
+    hps = {k: np.stack([h[k] for h in (base, moved, slope)]) for k in base}
+    seeds = np.full(3, cfg.seed, np.int32)
+    data = ds.arrays()
+    states = jax.jit(functools.partial(train.init_states, spec))(hps, seeds, data)
+    ev = jax.device_get(jax.jit(functools.partial(train.evaluate_members, spec))(states, data, hps))
+    for path, v in jax.tree_util.tree_leaves_with_path(ev):  # with the diagnostics' "diag"
+        np.testing.assert_array_equal(v[0], v[1], err_msg=jax.tree_util.keystr(path))
+    assert ev["train_loss"][2] != ev["train_loss"][0]
+
+
+def test_groups_of_trials_that_differ_in_training_only_share_one_initial_evaluation():
+    """A sweep's groups whose members differ only in how they train (lr, weight decay) start
+    from the same weights: the second group takes the first's initial numbers instead of
+    evaluating again; another seed, or another dataset object, evaluates."""
+    from runner import vectorized
+    from runner.data import load_dataset
+
+    def group(lrs, seed=0, ds=None):
+        cfgs = [_cfg([f"optimizer.lr={lr}", f"seed={seed}", "trainer.epochs=1"]) for lr in lrs]
+        return vectorized.fit_group(cfgs, ds or data)
+
+    calls = []
+    numbers = vectorized._initial_numbers
+
+    def counting(ds, keys, evaluate):
+        return numbers(ds, keys, lambda: calls.append(len(keys)) or evaluate())
+
+    data = load_dataset(_cfg([]).data)
+    vectorized._initial_numbers = counting
+    try:
+        first = group([0.01, 0.02])
+        assert calls == [2]
+        second = group([0.05, 0.1])
+        assert calls == [2]  # no initial evaluation
+        other_seed = group([0.05, 0.1], seed=7)
+        assert calls == [2, 2]
+        other_ds = group([0.05, 0.1], ds=load_dataset(_cfg([]).data))
+        assert calls == [2, 2, 2]
+    finally:
+        vectorized._initial_numbers = numbers
+    for key in ("initial_train_loss", "initial_val_loss"):
+        want = first[0].metrics[key]
+        assert {r.metrics[key] for r in first + second + other_ds} == {want}
+        assert other_seed[0].metrics[key] != want
+    # and they are the numbers an evaluation of the group gives
+    vectorized._INITIAL.clear()
+    again = group([0.05, 0.1])
+    assert again[0].metrics["initial_train_loss"] == second[0].metrics["initial_train_loss"]

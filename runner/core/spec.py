@@ -208,6 +208,20 @@ def make_spec(cfg: Config, ds: Dataset) -> Spec:
     )
 
 
+# make_hparams' keys that neither the initial weights nor an evaluation read: only the updates
+# do (optimizer, schedule, clipping, weight decay and loss penalties). Runs that differ in these
+# alone start from the same weights and score the same before training (runner.vectorized
+# shares their initial evaluation; tests/test_vectorized.py checks the claim key by key).
+TRAINING_ONLY = frozenset(
+    {
+        "lr", "momentum", "b1", "b2", "eps", "rho", "decay", "initial_accumulator_value",
+        "adamw_weight_decay", "weight_decay", "clip_norm", "clip_value", "l1", "l2",
+        "k", "factor", "every", "boundaries", "factors", "base_lr", "max_lr", "step_size",
+        "gamma", "decay_steps", "final_fraction", "warmup", "warmup_start",
+    }
+)  # fmt: skip
+
+
 def make_hparams(cfg: Config, spec: Spec) -> dict:
     """Every number the jitted core reads, as float32 arrays (scalars unless noted)."""
     a, i, o, s, r = cfg.activation, cfg.init, cfg.optimizer, cfg.schedule, cfg.regularization
