@@ -218,8 +218,10 @@ def test_a_group_evaluates_only_what_can_differ(tmp_path, ds, full, monkeypatch)
     """A group of continued members takes their initial numbers from the checkpoints, and one
     evaluation gives both best and final numbers when each member's best epoch is its last: 1
     evaluation. Fresh members need their untrained numbers too: 2. A member whose best epoch is
-    an earlier one needs a pass over its best states: 3, the old path. The numbers are each run
-    alone's, and bit for bit the old path's for the same training."""
+    an earlier one needs a pass over its best states: 3, the old path. A group of the same
+    seeds and initial hyperparameters as one before takes that one's untrained numbers
+    (vectorized._INITIAL): 2 again. The numbers are each run alone's, and bit for bit the old
+    path's for the same training."""
     from runner import app, vectorized
 
     other = ("seed=1", "optimizer.lr=0.05")
@@ -231,14 +233,23 @@ def test_a_group_evaluates_only_what_can_differ(tmp_path, ds, full, monkeypatch)
     ]
     calls = _count_evaluations(monkeypatch)
     groups = {}
-    for name, more, res, want in [
-        ("continued", other, resumes, 1),
-        ("fresh", other, None, 2),
-        ("old path", flat, None, 3),
+    for name, more, res, want, shared in [
+        ("continued", other, resumes, 1, False),
+        ("fresh", other, None, 2, False),
+        ("old path", flat, None, 3, False),
+        ("old path, initial numbers known", flat, None, 2, True),
     ]:
         calls.clear()
+        if not shared:
+            vectorized._INITIAL.clear()
         groups[name] = vectorized.fit_group([_cfg(), _cfg(*more)], ds, resumes=res, pad_to=4)
         assert len(calls) == want, name
+    times = ("wall_time", "train_time", "compile_time", "vectorized")
+    for a, b in zip(groups["old path"], groups["old path, initial numbers known"]):
+        assert {k: v for k, v in a.metrics.items() if k not in times} == {
+            k: v for k, v in b.metrics.items() if k not in times
+        }
+        assert [dict(r, time=0) for r in a.history] == [dict(r, time=0) for r in b.history]
     alone = [full, app.fit(_cfg(*other), ds)]
     assert [a.metrics["best_epoch"] for a in alone] == [5, 5]  # best == final: one pass
     for name in ("continued", "fresh"):
