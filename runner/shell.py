@@ -29,13 +29,19 @@ def _options(group: str) -> list[str]:
 GROUPS = tuple(g for g in GROUP_ORDER if g not in ("experiment", "debug"))
 
 
-def _chosen_option(group: str, argv: list[str]) -> str | None:
-    """The option of `group` a command line selects (else the default in config.yaml)."""
+def _typed_option(group: str, argv: list[str]) -> str | None:
+    """The option of `group` as the command line types it (the last one), else None."""
     chosen = None
     for arg in argv:
         name, _, value = arg.lstrip("+~").partition("=")
         if name == group and value:
             chosen = value
+    return chosen
+
+
+def _chosen_option(group: str, argv: list[str]) -> str | None:
+    """The option of `group` a command line selects (else the default in config.yaml)."""
+    chosen = _typed_option(group, argv)
     if chosen is None:
         import yaml
 
@@ -92,11 +98,11 @@ def sweep_fixed_keys(argv: list[str]) -> list[str]:
         key, eq, value = arg.partition("=")
         group, dot, name = key.partition(".")
         if eq and dot and group in GROUPS and "." not in name and _PLAIN_VALUE.fullmatch(value):
-            swept = _swept(_chosen_option(group, argv))
-            default = _chosen_option(group, []) or ""
+            # only a command line sweeps a group: no YAML is read for the others (start-up)
+            swept = _swept(_typed_option(group, argv))
             if (
                 swept
-                and name not in _option_keys(group, default)
+                and name not in _option_keys(group, _chosen_option(group, []) or "")
                 and any(name in _option_keys(group, o) for o in swept)
             ):
                 arg = f"{key}=choice({value})"
