@@ -220,18 +220,20 @@ def restore_tree(arrays: dict, prefix: str, template, path: Path):
     return restored if named is template else dataclasses.replace(template, **restored)
 
 
-def restore_state(arrays: dict, path: Path, template):
+def restore_state(arrays: dict, path: Path, template, place: bool = True):
     """(state, best state) from a checkpoint's arrays, on the structure and devices of
     `template` (a freshly initialised TrainState). The best state's other fields are the
     restored state's: only its params and batch_stats are ever evaluated. Shared by a run
-    alone (runner.app) and a vmapped group's members (runner.vectorized)."""
+    alone (runner.app) and a vmapped group's members (runner.vectorized, which stacks them on
+    the host first: place=False leaves them there, as numpy arrays)."""
     import jax
 
-    state = jax.device_put(restore_tree(arrays, "state", template, path))
+    put = jax.device_put if place else (lambda tree: tree)
+    state = put(restore_tree(arrays, "state", template, path))
     if not any(k.startswith("best[") for k in arrays):
         return state, state  # no epoch had finite numbers yet
     best = restore_tree(arrays, "best", state.weights(), path)
-    return state, state.with_weights(jax.device_put(best))
+    return state, state.with_weights(put(best))
 
 
 def best_from_checkpoint(path: Path) -> tuple[dict, dict] | None:

@@ -275,6 +275,42 @@ def test_a_group_evaluates_only_what_can_differ(tmp_path, ds, full, monkeypatch)
         assert [same(r) for r in f.history] == [same(r) for r in o.history]
 
 
+def test_a_rung_end_evaluates_while_its_checkpoints_are_written(ds, monkeypatch):
+    """When trainer.stop_at stops a group's last members, fit_group dispatches the final (and
+    best-state) evaluations before it writes their checkpoints. The numbers are bit for bit
+    those of the evaluations after the loop (no checkpoints written), in as many calls; and
+    the evaluations were running while the checkpoints were written."""
+    from runner import vectorized
+
+    # member 1's best epoch is its first (min_delta 100): the best states need their own pass
+    cfgs = [
+        _cfg("trainer.stop_at=3"),
+        _cfg("seed=1", "optimizer.lr=0.05", "regularization.min_delta=100", "trainer.stop_at=3"),
+    ]
+    calls = _count_evaluations(monkeypatch)
+    vectorized._INITIAL.clear()
+    plain = vectorized.fit_group(cfgs, ds, pad_to=4)
+    assert len(calls) == 3  # initial, final, best
+    calls.clear()
+    seen = []
+    with_checkpoints = vectorized.fit_group(
+        cfgs,
+        ds,
+        pad_to=4,
+        on_checkpoint=lambda i, state, best, meta: seen.append((i, len(calls))),
+    )
+    assert len(calls) == 2  # the initial numbers are known; final and best as before
+    assert seen == [(0, 2), (1, 2)]  # both dispatched before the first checkpoint
+    times = ("wall_time", "train_time", "compile_time", "vectorized")
+    for a, b in zip(plain, with_checkpoints):
+        assert a.status == b.status == "pruned"
+        assert {k: v for k, v in a.metrics.items() if k not in times} == {
+            k: v for k, v in b.metrics.items() if k not in times
+        }
+    assert plain[1].metrics["best_epoch"] == 1 and plain[1].metrics["epochs_run"] == 3
+    assert plain[1].metrics["test_loss"] != plain[1].metrics["final_test_loss"]
+
+
 def test_the_vmap_launcher_keeps_and_continues_its_members_checkpoints(tmp_path, full):
     """hydra/launcher=vmap's group path: stop_at members leave their checkpoints in their job
     folders; with trainer.resume=true a later batch continues them (and starts a new job)."""
