@@ -200,6 +200,7 @@ def fit_group(
     on_epoch=None,
     on_warn=None,
     on_checkpoint=None,
+    on_dispatch=None,
     pad_to: int = 0,
     resumes: list | None = None,
 ) -> list[Result]:
@@ -209,7 +210,9 @@ def fit_group(
     on_start(spec, n_params, compile_time, n_members); on_epoch(step, n_active, rows): the
     group's step-th epoch, rows {member: curve row} (each row has the member's own epoch);
     on_warn(member, message); on_checkpoint(member, state, best, meta) as app.fit's, when
-    trainer.stop_at stops a member. pad_to: carry at least this many members (inactive copies
+    trainer.stop_at stops a member. on_dispatch(): called once, as soon as the first epoch is
+    dispatched: host work done there overlaps that epoch's computation (the launcher writes
+    the previous group's folders). pad_to: carry at least this many members (inactive copies
     fill up), so that groups of nearly equal size share one program (padded_size). resumes:
     one app.Resume or None per member: that member continues its checkpoint, as app.fit(...,
     resume=) does, from its own epoch; each member trains up to its trainer.stop_at (or
@@ -321,12 +324,20 @@ def fit_group(
     # it, summed over the epochs it was active (a member that stopped early costs the group
     # nothing after its last epoch). The shares add up to the group's train_time.
     own = np.zeros(n)
+    lent = 0.0  # spent in on_dispatch
     t_train = mark = time.perf_counter()
     try:
         for step in range(1, int(max(last - start)) + 1):
             if stop.requested() or not active.any():
                 break
             new_states, m = epoch_exe(states, data, hps, put(active))
+            if on_dispatch is not None and step == 1:
+                t_lent = time.perf_counter()
+                try:
+                    on_dispatch()
+                finally:  # the caller's time, no member's
+                    lent = time.perf_counter() - t_lent
+                    mark += lent
             m = jax.device_get(m)  # host sync point: one per epoch for the whole group
             with stop.shielded():  # the states and the trackers move on together
                 states = new_states
@@ -368,7 +379,7 @@ def fit_group(
             host = jax.device_get((states, best))
             for i in caught:
                 checkpoint(i, host)
-    train_time = time.perf_counter() - t_train
+    train_time = time.perf_counter() - t_train - lent
     # What no epoch accounts for (the display, the stop bookkeeping): shared like the epochs.
     share = own / own.sum() if own.sum() > 0 else np.full(n, 1 / n)
     own += (train_time - own.sum()) * share
@@ -380,7 +391,7 @@ def fit_group(
     ev_final_all = jax.device_get(pending[2])
     ev_all = ev_final_all if pending[3] is None else jax.device_get(pending[3])
     best_host: TrainState = jax.device_get(best)
-    wall = time.perf_counter() - t_start
+    wall = time.perf_counter() - t_start - lent
     # A member's times are its own share (train: by the epochs it was active; compile and the
     # rest: evenly); metrics.json's "vectorized" keeps the group's totals (docs/sweeps.md).
     rest = (wall - train_time) / n

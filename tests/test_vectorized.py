@@ -770,6 +770,134 @@ def test_write_job_does_what_hydras_run_job_does(tmp_path):
     assert HydraConfig.instance().cfg is before  # restored, as run_job restores it
 
 
+def _launch(tmp_path, monkeypatch, jobs, events):
+    """runner.sweep.launcher.launch in-process over `jobs` (override lists) in groups of 2,
+    with its groups' training, first epochs and job writes appended to `events`."""
+    import types
+
+    from hydra._internal.callbacks import Callbacks
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import HydraContext
+
+    from runner import task
+    from runner.sweep import launcher as L
+
+    loader, master = _hydra_master([f"hydra.sweep.dir={tmp_path}"])
+    train, write = L._train_group, L._write_job
+
+    def train_group(group, *args):
+        *rest, on_dispatch = args
+        events.append(("train", group[0]))
+
+        def dispatched():
+            events.append(("first epoch", group[0]))
+            on_dispatch()
+
+        out = train(group, *rest, dispatched)
+        events.append(("trained", group[0]))
+        return out
+
+    def write_job(launcher, sc, *args):
+        events.append(("write", int(sc.hydra.job.num)))
+        return write(launcher, sc, *args)
+
+    monkeypatch.setattr(L, "_train_group", train_group)
+    monkeypatch.setattr(L, "_write_job", write_job)
+    launcher = types.SimpleNamespace(
+        config=master,
+        hydra_context=HydraContext(config_loader=loader, callbacks=Callbacks()),
+        task_function=task.task,
+        max_members=2,
+    )
+    before = HydraConfig.instance().cfg
+    try:
+        return L.launch(launcher, jobs, 0)
+    finally:
+        HydraConfig.instance().cfg = before
+
+
+def test_a_groups_folders_are_written_while_the_next_group_trains(tmp_path, monkeypatch):
+    """The vmap launcher writes a trained group's folders once the next group's first epoch is
+    computing (fit_group's on_dispatch), the last group's after it; every job ends written,
+    in job order; the time spent writing is no member's training time."""
+    jobs = [["debug=tiny", f"optimizer.lr={lr}"] for lr in (0.01, 0.02, 0.03, 0.04)]
+    events: list = []
+    returns = _launch(tmp_path, monkeypatch, jobs, events)
+    assert events == [
+        ("train", [0, 1]),
+        ("first epoch", [0, 1]),
+        ("trained", [0, 1]),
+        ("train", [2, 3]),
+        ("first epoch", [2, 3]),
+        ("write", 0),
+        ("write", 1),
+        ("trained", [2, 3]),
+        ("write", 2),
+        ("write", 3),
+    ]
+    assert [r.status.name for r in returns] == ["COMPLETED"] * 4
+    for job in range(4):
+        m = _load(tmp_path / str(job) / "metrics.json")
+        assert m["status"] == "completed" and m["vectorized"]["members"] == 2
+        v = m["vectorized"]
+        assert m["train_time"] <= v["train_time"] <= v["wall_time"]
+
+
+def test_an_error_writing_a_group_is_raised_by_the_launch_not_taken_for_the_next_group(
+    tmp_path, monkeypatch, caplog
+):
+    """Writing job 0's folder fails (a full disk) during the next group's first epoch: the
+    launch raises that error once the group in flight is done, and that group is not reported
+    as one that could not be vectorised."""
+    from runner.sweep import launcher as L
+
+    write = L._write_job
+
+    def full_disk(launcher, sc, *args):
+        if int(sc.hydra.job.num) == 0:
+            raise OSError(28, "No space left on device", str(tmp_path / "0" / "hydra.yaml"))
+        return write(launcher, sc, *args)
+
+    monkeypatch.setattr(L, "_write_job", full_disk)
+    jobs = [["debug=tiny", f"optimizer.lr={lr}"] for lr in (0.01, 0.02, 0.03, 0.04)]
+    events: list = []
+    with pytest.raises(OSError, match="No space left"):
+        _launch(tmp_path, monkeypatch, jobs, events)
+    assert events[-1] == ("trained", [2, 3])  # raised after the group in flight, not inside it
+    assert ("write", 1) not in events  # nothing more written once one write failed
+    assert "not vectorised" not in caplog.text
+
+
+def test_fit_group_leaves_the_time_lent_to_on_dispatch_out_of_its_times(monkeypatch):
+    """on_dispatch's time (the launcher writing another group's folders) is no member's: with
+    a clock that jumps 1000 s inside on_dispatch, the group's train and wall times stay small."""
+    import time
+
+    from runner import vectorized
+    from runner.data import load_dataset
+
+    ds = load_dataset(_cfg([]).data)
+    jump = [0.0]
+    real = time.perf_counter
+    monkeypatch.setattr(vectorized.time, "perf_counter", lambda: real() + jump[0])
+
+    def on_dispatch():
+        jump[0] += 1000.0
+
+    calls = []
+    out = vectorized.fit_group(
+        [_cfg([]), _cfg(["seed=1"])],
+        ds,
+        on_dispatch=lambda: calls.append(1) or on_dispatch(),
+        pad_to=4,
+    )
+    assert calls == [1]  # once, at the first epoch
+    v = out[0].metrics["vectorized"]
+    assert 0 < v["train_time"] <= v["wall_time"] < 1000
+    assert all(0 < r.metrics["train_time"] < 1000 for r in out)
+    assert all(0 <= row["time"] < 1000 for r in out for row in r.history)
+
+
 def test_hyperparameters_of_training_only_change_neither_initial_weights_nor_evaluation():
     """spec.TRAINING_ONLY, the claim runner.vectorized's shared initial evaluation rests on:
     changing every one of those keys leaves a member's evaluation before training as it was;

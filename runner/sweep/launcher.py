@@ -118,10 +118,10 @@ def _open_folders(idx, configs, task_cfgs, texts=None, dirs=None) -> list:
     return keepers
 
 
-def _train_group(group, configs, task_cfgs, texts=None, dirs=None) -> dict:
+def _train_group(group, configs, task_cfgs, texts=None, dirs=None, on_dispatch=None) -> dict:
     """{job index: (its validated Config, its Result)} for one planned group; empty if the
     group fails to build or train (its jobs then run one by one and each reports what went
-    wrong)."""
+    wrong). on_dispatch: vectorized.fit_group's (called once its first epoch computes)."""
     from runner import tracker, vectorized
     from runner.progress import Display
     from runner.shell import describe
@@ -171,6 +171,7 @@ def _train_group(group, configs, task_cfgs, texts=None, dirs=None) -> dict:
                 on_epoch=on_epoch,
                 on_warn=on_warn,
                 on_checkpoint=lambda i, *saved: keepers[i].checkpoint(*saved),
+                on_dispatch=on_dispatch,
                 pad_to=pad_to,
                 resumes=resumes,
             )
@@ -281,8 +282,9 @@ def _own_number(config, overrides: list[str], default: int) -> tuple[int, list[s
 
 
 def launch(launcher, job_overrides, initial_job_idx: int):
-    """JobReturns in job order. Each group's jobs write their folders as soon as the group has
-    trained, so a kill loses at most the group in flight. After a stop (Ctrl-C, SIGTERM;
+    """JobReturns in job order. Each group's jobs write their folders once the group has
+    trained, while the next group's first epoch computes, so a kill loses at most the group in
+    flight and those of the group before it not written yet. After a stop (Ctrl-C, SIGTERM;
     runner.stop) the group in flight writes its members as interrupted and the jobs not started
     are left out: their places in the list are None, and the sweep resumes them later."""
     from hydra.core.utils import configure_log, run_job, setup_globals
@@ -338,13 +340,36 @@ def launch(launcher, job_overrides, initial_job_idx: int):
         )
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
+    # A trained group's folders are written while the next group's first epoch computes
+    # (fit_group's on_dispatch): written between the groups, they kept the cores waiting
+    # (~70 ms a W1 group of 8; docs/performance.md). Until they are written that group is still
+    # in flight: a kill loses its members not written yet, as a kill while writing them did.
+    unwritten: list = []  # (job index, (Config, Result)) of the last group trained
+    failed: list = []  # what writing them raised, raised again here, not in the next group
+
+    def write_unwritten() -> None:
+        with stop.shielded():  # as task's own writes: a second Ctrl-C waits for them
+            while unwritten and not failed:
+                i, trained = unwritten.pop(0)
+                try:
+                    run(i, trained)
+                except Exception as e:  # noqa: BLE001 - raised by launch, after the group
+                    failed.append(e)
+
+    def written() -> None:
+        write_unwritten()
+        if failed:
+            raise failed[0]
+
     if plan:
         enable_compilation_cache(plan[0][1][0].paths)
     for group in plan:
         if stop.requested():
             break
-        for i, trained in sorted(_train_group(group, configs, task_cfgs, texts, dirs).items()):
-            run(i, trained)
+        trained = _train_group(group, configs, task_cfgs, texts, dirs, write_unwritten)
+        written()  # where the group never reached its first epoch
+        unwritten.extend(sorted(trained.items()))
+    written()
     for i in range(len(configs)):
         if returns[i] is None and not stop.requested():
             run(i)
