@@ -405,6 +405,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
         "trainer.progress=false",
         "model.width=8",
         "hydra.sweeper.plot=false",
+        # groups of 2: the resume, which does not repeat it, must group the trials it reruns
+        # as the sweep did (a group's numbers agree with another's only to float noise)
+        "hydra.launcher.max_members=2",
     ]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
@@ -442,6 +445,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
     )
     assert p.returncode == 0, p.stderr
     assert "resuming" in p.stderr
+    assert "sweep: resuming with hydra.launcher.max_members=2, as the sweep ran" in p.stderr
     for job, mtime in done_before.items():  # finished trials were not rerun
         assert (killed / job / "metrics.json").stat().st_mtime_ns == mtime
     p, ref = sweep(args, tmp_path, name="reference")
@@ -453,6 +457,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
     ]
     for ra, rb in zip(a["trials"], b["trials"]):
         assert abs(ra["objective"] - rb["objective"]) <= 1e-9
+        assert load(Path(ra["dir"]), "metrics.json")["vectorized"]["members"] == 2
         assert ra["dir"].endswith(f"/{ra['job']}")
         assert f"seed={ra['job']}" in (
             killed / str(ra["job"]) / ".hydra" / "overrides.yaml"
@@ -466,6 +471,20 @@ def test_resume_after_sigkill_matches_an_uninterrupted_sweep(tmp_path):
         timeout=120,
     )
     assert p.returncode == 2 and "differ" in p.stderr
+    # another launcher than the sweep's may be wanted (a cluster's): named in one line
+    p = subprocess.run(
+        RUNNER
+        + [f"hydra.sweeper.resume={killed}", "hydra/launcher=basic", "hydra.sweeper.dry_run=true"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert (
+        "sweep: this resume launches with hydra/launcher=basic; the sweep ran with "
+        "hydra/launcher=vmap (pass it again for the same groups)"
+    ) in p.stderr
 
 
 # ---------------------------------------------------------------------------------------------

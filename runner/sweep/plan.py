@@ -272,6 +272,45 @@ class Plan:
         if self.kind == "tpe":
             import_optuna()
             self.cond = self._conditions(self.space)
+        self._launch_as_before(path)
+
+    def _launch_as_before(self, path: Path) -> None:
+        """A resumed sweep launches as the sweep did (its multirun.yaml): the vmap launcher's
+        max_members decides its groups, and a group's members agree with their runs alone
+        only to float noise, which 30 epochs can grow into another last digit. So it is taken
+        from the sweep unless the resume command sets it; another launcher than the sweep's
+        is named in one line (a cluster's may be wanted)."""
+        import sys
+
+        from omegaconf import OmegaConf
+
+        try:
+            before = OmegaConf.load(path / "multirun.yaml").hydra
+            was = before.runtime.choices.get("hydra/launcher")
+            now = self.config.hydra.runtime.choices.get("hydra/launcher")
+            given = list(self.config.hydra.overrides.hydra)
+            members = before.launcher.get("max_members")
+        except Exception:  # noqa: BLE001 - no readable multirun.yaml: launch as configured
+            return
+        if was != now:
+            print(
+                f"sweep: this resume launches with hydra/launcher={now}; the sweep ran with "
+                f"hydra/launcher={was} (pass it again for the same groups)",
+                file=sys.stderr,
+            )
+            return
+        launcher = self.launcher
+        if (
+            members is not None
+            and hasattr(launcher, "max_members")
+            and launcher.max_members != members
+            and not any(o.startswith("hydra.launcher.max_members=") for o in given)
+        ):
+            launcher.max_members = int(members)
+            print(
+                f"sweep: resuming with hydra.launcher.max_members={members}, as the sweep ran",
+                file=sys.stderr,
+            )
 
     # -- the median rule (runner.sweep.pruning) ---------------------------------------------------
     def _check_prune(self) -> None:
