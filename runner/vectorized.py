@@ -311,13 +311,13 @@ def fit_group(
         )
 
     def final_evaluations() -> tuple:
-        """(states, best, their evaluations dispatched, not fetched): the final one, and the
-        best states' where some member's best epoch is not its last (else None: one
+        """The evaluations of the final and best states, dispatched, not fetched: the final
+        one, and the best states' where some member's best epoch is not its last (else None: one
         evaluation serves both when every member that has both keeps its final state as its
         best, as app.fit's `state is best_state`; under vmap a member's numbers are its own)."""
         both = [i for i, tr in enumerate(trackers) if tr.best_epoch and tr.history]
         ev_final = eval_exe(states, data, hps)
-        return states, best, ev_final, None if same[both].all() else eval_exe(best, data, hps)
+        return ev_final, None if same[both].all() else eval_exe(best, data, hps)
 
     pending: tuple | None = None
     # A member's own training time: each epoch's time split evenly among the members active in
@@ -359,9 +359,9 @@ def fit_group(
                 # trainer.stop_at's stop always leaves a checkpoint
                 save = [i for i in ran if not active[i] and trackers[i].reason == STOP_AT]
                 if on_checkpoint and save:
-                    if not active.any():  # the last epoch (a rung's end): the evaluations
-                        # below need only these states, so they compute while the host
-                        # writes the checkpoints (~8 ms a member) instead of after
+                    if not active.any():  # the last epoch (a rung's end): no state moves
+                        # after it, so the evaluations compute while the host writes the
+                        # checkpoints (~8 ms a member) instead of after
                         pending = final_evaluations()
                     host = jax.device_get((states, best))
                     for i in save:
@@ -385,11 +385,10 @@ def fit_group(
     own += (train_time - own.sum()) * share
 
     # The test numbers of each member's best epoch's weights and of its final ones (dispatched
-    # already where the last epoch wrote checkpoints, for the same states).
-    if pending is None or pending[0] is not states or pending[1] is not best:
-        pending = final_evaluations()
-    ev_final_all = jax.device_get(pending[2])
-    ev_all = ev_final_all if pending[3] is None else jax.device_get(pending[3])
+    # already where the last epoch wrote checkpoints).
+    ev_final, ev_best = pending or final_evaluations()
+    ev_final_all = jax.device_get(ev_final)
+    ev_all = ev_final_all if ev_best is None else jax.device_get(ev_best)
     best_host: TrainState = jax.device_get(best)
     wall = time.perf_counter() - t_start - lent
     # A member's times are its own share (train: by the epochs it was active; compile and the
